@@ -1,0 +1,91 @@
+"""Small file helpers: atomic writes, hashing, YAML/JSON I/O.
+
+Every artifact heldout writes goes through :func:`atomic_path`: the content is
+written to a temporary sibling and moved into place with ``os.replace``, so a
+crash leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CHUNK = 1 << 20
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``target``; move it into place on success.
+
+    Works for files and directories. On any exception the temporary is removed
+    and ``target`` is left untouched.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    staged = tmp / target.name
+    try:
+        yield staged
+        if target.is_dir() and staged.is_dir():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, old)
+            os.replace(staged, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staged, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_text_atomic(target: str | Path, text: str) -> Path:
+    """Write ``text`` to ``target`` atomically (fsync before the rename)."""
+    with atomic_path(target) as tmp:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+    return Path(target)
+
+
+def write_json_atomic(target: str | Path, data: Any) -> Path:
+    """Write ``data`` as stable, sorted, indented JSON."""
+    return write_text_atomic(target, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_yaml_atomic(target: str | Path, data: Any) -> Path:
+    """Write ``data`` as block-style YAML, keys in the given order."""
+    return write_text_atomic(target, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_tree(path: str | Path) -> str:
+    """Hex sha256 over a directory: relative paths and file hashes, sorted."""
+    root = Path(path)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(file.relative_to(root).as_posix().encode())
+        digest.update(sha256_file(file).encode())
+    return digest.hexdigest()
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file; the caller turns errors into card errors."""
+    with open(path, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)

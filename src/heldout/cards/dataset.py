@@ -1,0 +1,158 @@
+"""Dataset cards (the declared spec) and dataset locks (what curation resolved).
+
+A card lives in ``registry/datasets/<name>.yaml`` and is written by people. A
+lock is written by ``heldout curate`` next to the h5ad: the concrete Census
+version, dataset ids, counts and hashes. They are different records on purpose.
+"""
+
+from __future__ import annotations
+
+import ast
+import enum
+from pathlib import Path
+from typing import Annotated, Literal
+
+import pydantic
+
+from heldout.cards._base import FrozenRecord, load_card
+from heldout.errors import CardError, unknown_choice
+
+CARD_SCHEMA_VERSION = 1
+NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}[a-z0-9]$"
+DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+SplitName = Literal["train", "validation", "test"]
+SPLIT_NAMES: tuple[SplitName, ...] = ("train", "validation", "test")
+
+
+class Organism(enum.StrEnum):
+    homo_sapiens = "homo_sapiens"
+    mus_musculus = "mus_musculus"
+
+
+class PrimaryDataPolicy(enum.StrEnum):
+    primary_only = "primary_only"  # adds `is_primary_data == True` to the filter
+    all_cells = "all_cells"
+
+
+class SpecialDonorPolicy(enum.StrEnum):
+    own_group = "own_group"  # each (dataset, 'unknown'|'pooled'|'na') is one group of its own
+    exclude = "exclude"  # such cells get no split
+
+
+SPECIAL_DONOR_IDS = ("pooled", "unknown", "na")
+
+
+class CensusSpec(FrozenRecord):
+    source: Literal["mirror", "census"] = "mirror"
+    version: Annotated[str, pydantic.Field(pattern=DATE_PATTERN)]
+    organism: Organism
+    obs_value_filter: str
+    var_value_filter: str | None = None
+
+    @pydantic.field_validator("obs_value_filter", "var_value_filter")
+    @classmethod
+    def _parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ast.parse(value, mode="eval")
+            except SyntaxError as exc:
+                msg = f"value filter does not parse: {exc.msg} at column {exc.offset}"
+                raise ValueError(msg) from None
+        return value
+
+
+class SplitPolicy(FrozenRecord):
+    fractions: dict[SplitName, Annotated[float, pydantic.Field(ge=0, le=1)]] = pydantic.Field(
+        default_factory=lambda: {"train": 0.6, "validation": 0.2, "test": 0.2})
+    stratify_by: str | None = None
+    seed: int = 0
+    special_donors: SpecialDonorPolicy = SpecialDonorPolicy.own_group
+
+    @pydantic.field_validator("fractions")
+    @classmethod
+    def _sum_to_one(cls, value: dict[str, float]) -> dict[str, float]:
+        if abs(sum(value.values()) - 1.0) > 1e-6 or "test" not in value:
+            msg = f"fractions must include 'test' and sum to 1, got {value}"
+            raise ValueError(msg)
+        return value
+
+
+class OrthologSpec(FrozenRecord):
+    target_organism: Organism
+    policy: Literal["one2one_high_confidence", "one2one", "one2many_sum"] = "one2one_high_confidence"
+
+
+class DatasetCard(FrozenRecord):
+    """A curated evaluation dataset, declared."""
+
+    schema_version: Literal[1]
+    name: Annotated[str, pydantic.Field(pattern=NAME_PATTERN)]
+    description: str
+    census: CensusSpec
+    labels: list[str] = pydantic.Field(min_length=1)
+    primary_data: PrimaryDataPolicy = PrimaryDataPolicy.primary_only
+    license: str
+    citation: str
+    split: SplitPolicy = pydantic.Field(default_factory=SplitPolicy)
+    orthologs: OrthologSpec | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _stratify_is_a_label(self) -> DatasetCard:
+        if self.split.stratify_by and self.split.stratify_by not in self.labels:
+            msg = f"split.stratify_by {self.split.stratify_by!r} must be one of labels {self.labels}"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def obs_filter(self) -> str:
+        """The filter curation sends to the Census (primary policy included)."""
+        base = f"({self.census.obs_value_filter})"
+        return f"{base} and is_primary_data == True" if self.primary_data is PrimaryDataPolicy.primary_only else base
+
+
+class DatasetLock(FrozenRecord):
+    """What curation resolved for a card: pinned, hashed, counted."""
+
+    schema_version: Literal[1] = 1
+    name: str
+    card_sha256: str
+    census_source: str
+    census_version: str
+    obs_value_filter: str
+    dataset_ids: list[str]
+    n_cells: int
+    n_donors: int
+    n_genes: int
+    h5ad: str
+    h5ad_sha256: str
+    heldout_version: str
+
+
+def registry_root(root: str | Path | None = None) -> Path:
+    return Path(root or "registry").resolve()
+
+
+def card_path(name: str, root: str | Path | None = None) -> Path:
+    return registry_root(root) / "datasets" / f"{name}.yaml"
+
+
+def list_dataset_cards(root: str | Path | None = None) -> list[str]:
+    folder = registry_root(root) / "datasets"
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.exists() else []
+
+
+def load_dataset_card(name_or_path: str | Path, root: str | Path | None = None) -> DatasetCard:
+    """Load a card by registry name or by file path."""
+    path = Path(name_or_path)
+    if path.suffix not in {".yaml", ".yml"}:
+        path = card_path(str(name_or_path), root)
+        if not path.exists():
+            raise unknown_choice("dataset", str(name_or_path), list_dataset_cards(root),
+                                 hint=f"Cards live in {registry_root(root) / 'datasets'}.")
+    card = load_card(path, DatasetCard)
+    if path.stem != card.name:
+        msg = f"{path}: name {card.name!r} must match the file name {path.stem!r}."
+        raise CardError(msg, hint=f"Rename the file to {card.name}.yaml or fix `name:`.")
+    return card
+
+

@@ -1,0 +1,186 @@
+"""Curate a dataset card into a validated h5ad, a lock and cell fingerprints.
+
+The card's cells are pulled with ``axis_query`` and X is streamed in row
+blocks (``blockwise(axis=0).scipy()``) straight into the h5ad on disk, so peak
+memory depends on the block size, not on the number of cells. While streaming,
+each block is also summarised for validation and fingerprinted for audits.
+Everything is written to temporary files and moved into place only after
+validation passed: a failed or interrupted curation leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import anndata as ad
+import h5py
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import tiledbsoma as soma
+from tqdm.auto import tqdm
+
+import heldout
+from heldout._files import atomic_path, read_yaml, sha256_file, write_yaml_atomic
+from heldout.cards.dataset import DatasetCard, DatasetLock, load_dataset_card
+from heldout.census import ResolvedCensus, experiment, open_resolved, resolve_census
+from heldout.errors import CardError, SourceError
+from heldout.leakage.fingerprint import cell_fingerprints, gene_keys, to_hex
+from heldout.mirror.assemble import OBS_COLUMNS
+from heldout.project import Project, find_project
+from heldout.validation import ValidationReport, validate_tables, x_cell_summary
+
+BLOCK_CELLS = 25_000
+OBS_CATEGORICAL = [c for c in OBS_COLUMNS if c not in {
+    "soma_joinid", "is_primary_data", "observation_joinid", "raw_sum", "nnz", "raw_mean_nnz",
+    "raw_variance_nnz", "n_measured_vars"}]
+
+
+@dataclass(frozen=True, kw_only=True)
+class CurationResult:
+    h5ad: Path
+    lock_path: Path
+    fingerprints: Path
+    lock: DatasetLock
+    report: ValidationReport
+
+
+def artifact_paths(project: Project, name: str) -> tuple[Path, Path, Path]:
+    folder = project.curated
+    return folder / f"{name}.h5ad", folder / f"{name}.lock.yaml", folder / f"{name}.fingerprints.parquet"
+
+
+def curate(name: str, *, project: Project | None = None, mirror_root: str | Path | None = None,
+           block_cells: int = BLOCK_CELLS, progress: bool | None = None) -> CurationResult:
+    """Curate the registered card ``name``: query, stream, validate, write h5ad + lock + fingerprints."""
+    project = project or find_project()
+    card = load_dataset_card(name, project.registry)
+    resolved = resolve_census(card.census.version, source=card.census.source, mirror_root=mirror_root)
+    h5ad_path, lock_path, fp_path = artifact_paths(project, card.name)
+    label_maps = _label_maps(project, card)
+
+    census = open_resolved(resolved)
+    try:
+        exp = experiment(census, card.census.organism.value)
+        with _query(exp, card) as query, atomic_path(h5ad_path) as tmp_h5ad, atomic_path(fp_path) as tmp_fp:
+            obs, var = _obs_var(query, card, label_maps)
+            summary, fingerprints = _stream_x(query, obs, var, tmp_h5ad, block_cells, progress)
+            report = validate_tables(str(h5ad_path), obs, var, summary, (len(obs), len(var)),
+                                     schemas_dir=str(project.schemas))
+            report.raise_for_failures()  # aborts both atomic writes: nothing lands
+            pd.DataFrame({"observation_joinid": obs.index.to_numpy(dtype=str),
+                          "dataset_id": obs["dataset_id"].astype(str).to_numpy(),
+                          "donor_id": obs["donor_id"].astype(str).to_numpy(),
+                          "fingerprint": to_hex(fingerprints)}).to_parquet(tmp_fp, index=False)
+    finally:
+        census.close()
+
+    lock = _lock(card, resolved, obs, var, h5ad_path, project)
+    write_yaml_atomic(lock_path, lock.to_dict())
+    return CurationResult(h5ad=h5ad_path, lock_path=lock_path, fingerprints=fp_path, lock=lock, report=report)
+
+
+@contextlib.contextmanager
+def _query(exp: soma.Experiment, card: DatasetCard) -> Iterator[soma.ExperimentAxisQuery]:
+    var_query = soma.AxisQuery(value_filter=card.census.var_value_filter) if card.census.var_value_filter else None
+    try:
+        query = exp.axis_query("RNA", obs_query=soma.AxisQuery(value_filter=card.obs_filter),
+                               var_query=var_query or soma.AxisQuery())
+        n_obs = query.n_obs
+    except Exception as exc:  # tiledbsoma reports a bad filter as various types
+        msg = f"The obs/var filter of card {card.name!r} is invalid for this source: {exc}"
+        raise CardError(msg, hint="Check the column names and quoting in census.obs_value_filter.") from None
+    if n_obs == 0:
+        query.close()
+        msg = f"Card {card.name!r}: the filter {card.obs_filter!r} selects no cells in this Census."
+        raise CardError(msg, hint="Try `heldout lint --dry-run` to see counts, and check the filter values.")
+    try:
+        yield query
+    finally:
+        query.close()
+
+
+def _obs_var(query: soma.ExperimentAxisQuery, card: DatasetCard,
+             label_maps: dict[str, dict[str, str]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    obs = query.obs(column_names=OBS_COLUMNS).concat().to_pandas()
+    obs = obs.sort_values("soma_joinid", kind="stable")
+    missing = [c for c in card.labels if c not in obs.columns]
+    if missing:
+        msg = f"Card {card.name!r} names label columns {missing} that the Census obs lacks."
+        raise CardError(msg, hint=f"Available columns: {', '.join(obs.columns)}.")
+    for column, mapping in label_maps.items():
+        obs[column] = obs[column].astype(str).replace(mapping)
+    for column in OBS_CATEGORICAL:
+        obs[column] = obs[column].astype(str).astype("category")
+    obs.index = pd.Index(obs["observation_joinid"].astype(str).to_numpy(), name=None)
+    var = query.var().concat().to_pandas().sort_values("soma_joinid", kind="stable")
+    var.index = pd.Index(var["feature_id"].astype(str).to_numpy(), name=None)
+    return obs, var
+
+
+def _stream_x(query: soma.ExperimentAxisQuery, obs: pd.DataFrame, var: pd.DataFrame, out: Path,
+              block_cells: int, progress: bool | None) -> tuple[pd.DataFrame, np.ndarray]:
+    """Write obs/var/X to ``out`` block by block; return the X summary and fingerprints."""
+    keys = gene_keys(var.index.to_numpy())
+    summaries, fingerprints = [], []
+    n_blocks = -(-len(obs) // block_cells)
+    blocks = query.X("raw").blockwise(axis=0, size=block_cells, eager=True).scipy()
+    with h5py.File(out, "w") as f:
+        ad.io.write_elem(f, "obs", obs)
+        ad.io.write_elem(f, "var", var)
+        for elem in ("obsm", "varm", "obsp", "varp", "layers", "uns"):
+            ad.io.write_elem(f, elem, {})
+        expected = obs["soma_joinid"].to_numpy()
+        done = 0
+        x = None
+        for csr, (obs_joinids, _var_joinids) in tqdm(blocks, total=n_blocks, unit="block", desc="curating X",
+                                                     disable=None if progress is None else not progress):
+            if not np.array_equal(obs_joinids, expected[done:done + len(obs_joinids)]):
+                msg = "Census returned X blocks out of obs order; cannot stream safely."
+                raise SourceError(msg)
+            csr = sp.csr_matrix(csr, dtype=np.float32)
+            names = obs.index[done:done + csr.shape[0]]
+            summaries.append(x_cell_summary(csr, names))
+            fingerprints.append(cell_fingerprints(csr, keys))
+            if x is None:
+                ad.io.write_elem(f, "X", csr)
+                x = ad.io.sparse_dataset(f["X"])
+            else:
+                x.append(csr)
+            done += csr.shape[0]
+        if done != len(obs):
+            msg = f"Census returned {done} rows of X for {len(obs)} cells."
+            raise SourceError(msg, hint="The source may be corrupt; rebuild the mirror.")
+    return pd.concat(summaries), np.concatenate(fingerprints)
+
+
+def _label_maps(project: Project, card: DatasetCard) -> dict[str, dict[str, str]]:
+    """Declarative label harmonisation from ``curation/<name>.yaml`` ({column: {old: new}})."""
+    path = project.curation / f"{card.name}.yaml"
+    if not path.exists():
+        return {}
+    data = read_yaml(path) or {}
+    maps = data.get("label_maps", {}) if isinstance(data, dict) else None
+    if not isinstance(maps, dict) or not all(isinstance(v, dict) for v in maps.values()):
+        msg = f"{path}: expected `label_maps: {{column: {{old value: new value}}}}`."
+        raise CardError(msg)
+    unknown = [c for c in maps if c not in card.labels]
+    if unknown:
+        msg = f"{path}: label_maps names columns {unknown} that are not labels of card {card.name!r} ({card.labels})."
+        raise CardError(msg)
+    return {c: {str(k): str(v) for k, v in m.items()} for c, m in maps.items()}
+
+
+def _lock(card: DatasetCard, resolved: ResolvedCensus, obs: pd.DataFrame, var: pd.DataFrame,
+          h5ad: Path, project: Project) -> DatasetLock:
+    card_file = project.registry / "datasets" / f"{card.name}.yaml"
+    return DatasetLock(
+        name=card.name, card_sha256=sha256_file(card_file), census_source=resolved.source,
+        census_version=resolved.version, obs_value_filter=card.obs_filter,
+        dataset_ids=sorted(obs["dataset_id"].astype(str).unique().tolist()), n_cells=len(obs),
+        n_donors=int(obs.groupby(["dataset_id", "donor_id"], observed=True).ngroups), n_genes=len(var),
+        h5ad=h5ad.name, h5ad_sha256=sha256_file(h5ad), heldout_version=heldout.__version__,
+    )
