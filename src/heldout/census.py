@@ -140,13 +140,27 @@ def open_resolved(resolved: ResolvedCensus, *, context: soma.SOMATileDBContext |
     except Exception as exc:  # tiledbsoma raises many types for a damaged store
         msg = f"Cannot open Census {resolved.version} ({resolved.uri or 'S3'}): {type(exc).__name__}: {exc}"
         raise SourceError(msg, hint="For the mirror: rebuild it with `heldout mirror build`.") from None
-    missing = [f"{k}/{sub}" if sub else k for k, subs in REQUIRED_KEYS.items()
-               for sub in (subs or (None,)) if k not in census or (sub and sub not in census[k])]
+    missing = _missing_members(census)
     if missing:
         census.close()
         msg = f"Census {resolved.version} at {resolved.uri} is incomplete: missing {', '.join(missing)}."
         raise SourceError(msg, hint="The mirror is corrupt or partial; rebuild it with `heldout mirror build`.")
     return census
+
+
+def _missing_members(census: soma.Collection) -> list[str]:
+    """Required members that are not listed or cannot be opened (a partial copy)."""
+    missing = []
+    for key, subs in REQUIRED_KEYS.items():
+        for sub in subs or (None,):
+            name = f"{key}/{sub}" if sub else key
+            try:
+                member = census[key]
+                if sub:
+                    member[sub]
+            except Exception:  # noqa: BLE001 - KeyError or tiledbsoma DoesNotExistError
+                missing.append(name)
+    return missing
 
 
 def experiment(census: soma.Collection, organism: str) -> soma.Experiment:

@@ -11,13 +11,10 @@ from heldout.validation import ValidationReport
 
 console = Console(highlight=False, soft_wrap=True)
 
-MAX_ROWS = 50
-
-
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
     out = Table(title=title, title_justify="left")
     for col in columns:
-        out.add_column(col)
+        out.add_column(col, overflow="fold")
     for row in rows:
         out.add_row(*(str(v) for v in row))
     console.print(out)
@@ -27,12 +24,13 @@ def validation_report(report: ValidationReport) -> None:
     if report.ok:
         console.print(f"[green]valid[/]: {report.target} ({report.n_cells} cells x {report.n_genes} genes)")
         return
-    failures = report.failures
-    table(f"{len(failures)} validation failure(s) in {report.target}",
-          ["component", "column", "check", "failure case", "index"],
-          ((f.component, f.column, f.check, f.failure_case, f.index) for f in failures[:MAX_ROWS]))
-    if len(failures) > MAX_ROWS:
-        console.print(f"... and {len(failures) - MAX_ROWS} more (use --json for all).")
+    groups: dict[tuple[str, str, str], list] = {}
+    for f in report.failures:
+        groups.setdefault((f.component, f.column, f.check), []).append(f)
+    table(f"{len(report.failures)} validation failure(s) in {report.target}",
+          ["component", "column", "check", "failures", "examples (value @ index)"],
+          ((*key, len(items), "; ".join(f"{f.failure_case!s:.40} @ {f.index}" for f in items[:3]))
+           for key, items in groups.items()))
 
 
 def key_values(title: str, pairs: Iterable[tuple[str, object]]) -> None:

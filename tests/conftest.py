@@ -1,0 +1,71 @@
+"""Shared fixtures: one real mini-Census per test session, and throwaway projects.
+
+The mini-Census is built once per session from the pinned PyPI artifacts (the
+same builder users run); each test that writes gets its own project folder
+(a copy of the repository's registry/, schemas/, curation/) so tests never
+touch the checkout.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from heldout.mirror.build import DEFAULT_VERSION, build_mirror
+from heldout.project import Project
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--census-live", action="store_true", help="run tests that reach the real Census on S3")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--census-live"):
+        return
+    skip = pytest.mark.skip(reason="needs the real Census (opt in with --census-live)")
+    for item in items:
+        if "census_live" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def mirror_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("mirror")
+    build_mirror(root, version=DEFAULT_VERSION)
+    return root
+
+
+def make_project(dest: Path) -> Project:
+    for folder in ("registry", "schemas", "curation"):
+        shutil.copytree(REPO / folder, dest / folder, ignore=shutil.ignore_patterns("releases"))
+    (dest / "registry" / "releases").mkdir(exist_ok=True)
+    for extra in ("params.yaml", "dvc.yaml"):
+        if (REPO / extra).exists():
+            shutil.copy(REPO / extra, dest / extra)
+    return Project(dest)
+
+
+@pytest.fixture
+def project(tmp_path: Path, mirror_root: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+    """A fresh project folder wired to the session mirror (env vars for the CLI too)."""
+    proj = make_project(tmp_path / "project")
+    monkeypatch.setenv("HELDOUT_PROJECT", str(proj.root))
+    monkeypatch.setenv("HELDOUT_MIRROR", str(mirror_root))
+    monkeypatch.chdir(proj.root)
+    return proj
+
+
+@pytest.fixture(scope="session")
+def curated(tmp_path_factory: pytest.TempPathFactory, mirror_root: Path) -> Project:
+    """A session project with every registered card curated once (read-only for tests)."""
+    from heldout.cards.dataset import list_dataset_cards
+    from heldout.curation import curate
+
+    proj = make_project(tmp_path_factory.mktemp("curated"))
+    for name in list_dataset_cards(proj.registry):
+        curate(name, project=proj, mirror_root=mirror_root, progress=False)
+    return proj

