@@ -8,8 +8,11 @@ touch the checkout.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
+
+os.environ.setdefault("COLUMNS", "200")  # wide rich tables in CliRunner output
 
 import pytest
 

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 import heldout
 from heldout._files import atomic_path, read_yaml, sha256_file, write_yaml_atomic
-from heldout.cards.dataset import DatasetCard, DatasetLock, load_dataset_card
+from heldout.cards.dataset import DatasetCard, DatasetLock, SourceDataset, load_dataset_card
 from heldout.census import ResolvedCensus, experiment, open_resolved, resolve_census
 from heldout.errors import CardError, SourceError
 from heldout.leakage.fingerprint import cell_fingerprints, gene_keys, to_hex
@@ -75,10 +75,11 @@ def curate(name: str, *, project: Project | None = None, mirror_root: str | Path
                           "dataset_id": obs["dataset_id"].astype(str).to_numpy(),
                           "donor_id": obs["donor_id"].astype(str).to_numpy(),
                           "fingerprint": to_hex(fingerprints)}).to_parquet(tmp_fp, index=False)
+        sources = _source_datasets(census, obs)
     finally:
         census.close()
 
-    lock = _lock(card, resolved, obs, var, h5ad_path, project)
+    lock = _lock(card, resolved, obs, var, h5ad_path, project, sources)
     write_yaml_atomic(lock_path, lock.to_dict())
     return CurationResult(h5ad=h5ad_path, lock_path=lock_path, fingerprints=fp_path, lock=lock, report=report)
 
@@ -174,13 +175,22 @@ def _label_maps(project: Project, card: DatasetCard) -> dict[str, dict[str, str]
     return {c: {str(k): str(v) for k, v in m.items()} for c, m in maps.items()}
 
 
+def _source_datasets(census: soma.Collection, obs: pd.DataFrame) -> list[SourceDataset]:
+    ids = sorted(obs["dataset_id"].astype(str).unique().tolist())
+    table = census["census_info"]["datasets"].read(
+        column_names=["dataset_id", "dataset_title", "collection_id", "collection_doi", "citation"]
+    ).concat().to_pandas().set_index("dataset_id")
+    return [SourceDataset(dataset_id=i, **{k: str(v) for k, v in table.loc[i].items()}) if i in table.index
+            else SourceDataset(dataset_id=i) for i in ids]
+
+
 def _lock(card: DatasetCard, resolved: ResolvedCensus, obs: pd.DataFrame, var: pd.DataFrame,
-          h5ad: Path, project: Project) -> DatasetLock:
+          h5ad: Path, project: Project, sources: list[SourceDataset]) -> DatasetLock:
     card_file = project.registry / "datasets" / f"{card.name}.yaml"
     return DatasetLock(
         name=card.name, card_sha256=sha256_file(card_file), census_source=resolved.source,
         census_version=resolved.version, obs_value_filter=card.obs_filter,
-        dataset_ids=sorted(obs["dataset_id"].astype(str).unique().tolist()), n_cells=len(obs),
+        dataset_ids=sorted(obs["dataset_id"].astype(str).unique().tolist()), sources=sources, n_cells=len(obs),
         n_donors=int(obs.groupby(["dataset_id", "donor_id"], observed=True).ngroups), n_genes=len(var),
         h5ad=h5ad.name, h5ad_sha256=sha256_file(h5ad), heldout_version=heldout.__version__,
     )

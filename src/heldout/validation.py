@@ -8,6 +8,7 @@ summary is what ``schemas/x_cells.yaml`` checks.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -111,6 +112,13 @@ def _plain_strings(frame: pd.DataFrame) -> pd.DataFrame:
             out[col] = out[col].astype(object).where(out[col].notna(), None)
     out.index = out.index.astype(object)
     return out
+
+
+def write_report(report: ValidationReport, validated: Path, out: Path) -> None:
+    """Write ``report`` as JSON with the validated file's sha256 (a release checks both)."""
+    from heldout._files import sha256_file, write_json_atomic
+
+    write_json_atomic(out, {**dataclasses.asdict(report), "ok": report.ok, "sha256": sha256_file(validated)})
 
 
 def validate_h5ad(path: str | Path, *, schemas_dir: str | None = None) -> ValidationReport:

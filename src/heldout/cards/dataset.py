@@ -110,6 +110,16 @@ class DatasetCard(FrozenRecord):
         return f"{base} and is_primary_data == True" if self.primary_data is PrimaryDataPolicy.primary_only else base
 
 
+class SourceDataset(FrozenRecord):
+    """One Census dataset a curated dataset draws from (what accession audits match)."""
+
+    dataset_id: str
+    dataset_title: str = ""
+    collection_id: str = ""
+    collection_doi: str = ""
+    citation: str = ""
+
+
 class DatasetLock(FrozenRecord):
     """What curation resolved for a card: pinned, hashed, counted."""
 
@@ -120,6 +130,7 @@ class DatasetLock(FrozenRecord):
     census_version: str
     obs_value_filter: str
     dataset_ids: list[str]
+    sources: list[SourceDataset] = pydantic.Field(default_factory=list)
     n_cells: int
     n_donors: int
     n_genes: int

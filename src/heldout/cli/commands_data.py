@@ -76,7 +76,9 @@ def curate(name: str, mirror_root: Path | None, block_cells: int) -> None:
 @click.command()
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def validate(path: Path, as_json: bool) -> None:
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the report (with the file's sha256) as JSON here; releases require it.")
+def validate(path: Path, as_json: bool, report_path: Path | None) -> None:
     """Validate an h5ad against the pandera schemas (obs, var, X counts).
 
     Every failure is reported (lazy validation); the exit code is non-zero if any.
@@ -84,7 +86,11 @@ def validate(path: Path, as_json: bool) -> None:
     from heldout.errors import ValidationFailed
     from heldout.validation import validate_h5ad
 
+    from heldout.validation import write_report
+
     report = validate_h5ad(path)
+    if report_path:
+        write_report(report, path, report_path)
     if as_json:
         console.print_json(json.dumps(dataclasses.asdict(report)))
     else:

@@ -1,3 +1,129 @@
-"""CLI commands (filled in by later issues)."""
+"""CLI: lint, release, retract, pull, list, show."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import yaml
+
+from heldout.cli import _render
+from heldout.cli._render import console
+from heldout.cli.commands_data import MIRROR_OPTION
+from heldout.errors import CardError
+
+REGISTRY_OPTION = click.option("--registry", default=None,
+                               help="Registry repo: a path or git URL (default: this project).")
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help="Resolve every card against its Census and report counts.")
+@MIRROR_OPTION
+def lint(dry_run: bool, mirror_root: Path | None) -> None:
+    """Check every dataset card (schema, pinned version, filter, label columns).
+
+    CI runs this on every pull request; see CONTRIBUTING.md. Nothing is written.
+    """
+    from heldout.lint import lint_cards
+
+    results = lint_cards(dry_run=dry_run, mirror_root=mirror_root)
+    columns = ["card", "status"] + (["datasets", "donors", "cells"] if dry_run else [])
+    _render.table("dataset cards", columns, (
+        [r.name, "ok" if not r.problems else "\n".join(r.problems)]
+        + ([r.n_datasets, r.n_donors, r.n_cells] if dry_run else []) for r in results))
+    bad = [r.name for r in results if r.problems]
+    if bad:
+        raise CardError(f"{len(bad)} card(s) failed lint: {', '.join(bad)}.")
+
+
+@click.command()
+@click.argument("version")
+@click.option("--stable", is_flag=True, help="Also point the `stable` alias at this release.")
+@click.option("--remote", default=None, help="DVC remote name (default: the repo's default remote).")
+def release(version: str, stable: bool, remote: str | None) -> None:
+    """Release every dataset in params.yaml as VERSION (e.g. v1).
+
+    Refuses a dirty git tree, a stale DVC pipeline or an unvalidated artifact.
+    Writes registry/releases/VERSION.yaml (paths, sha256, sizes, counts, census
+    version, code version), pushes to the DVC remote, commits and tags
+    release/VERSION. Releases are never overwritten.
+    """
+    from heldout.releases import create_release
+
+    manifest = create_release(version, stable=stable, remote=remote)
+    _render.table(f"release {version} (remote {manifest.dvc_remote['url']})", ["dataset", "cells", "donors", "census"],
+                  ((n, d.n_cells, d.n_donors, f"{d.census_source} {d.census_version}")
+                   for n, d in manifest.datasets.items()))
+
+
+@click.command()
+@click.argument("version")
+@click.option("--reason", required=True, help="Why the release is withdrawn (shown to everyone who pulls it).")
+@click.option("--replaced-by", default=None, help="The release users should use instead.")
+def retract(version: str, reason: str, replaced_by: str | None) -> None:
+    """Retract release VERSION: it stays pullable, with a warning; aliases move off it."""
+    from heldout.releases import retract_release
+
+    index = retract_release(version, reason=reason, replaced_by=replaced_by)
+    console.print(f"retracted {version}; aliases now {dict(index.aliases)}")
+
+
+@click.command()
+@click.argument("ref")
+@REGISTRY_OPTION
+@click.option("--artifact", default="h5ad", show_default=True,
+              help="Which artifact: h5ad, lock, fingerprints, split_assignment, ...")
+@click.option("--remote-url", default=None, help="Override the DVC remote recorded in the release.")
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also copy the verified file here.")
+def pull(ref: str, registry: str | None, artifact: str, remote_url: str | None, out: Path | None) -> None:
+    """Fetch NAME@VERSION (NAME alone = stable) through DVC and verify its sha256."""
+    import shutil
+
+    from heldout.pull import pull as run
+
+    pulled = run(ref, registry=registry, artifact=artifact, remote_url=remote_url)
+    if out:
+        shutil.copyfile(pulled.path, out)
+    note = " [yellow](RETRACTED release)[/]" if pulled.retracted else ""
+    console.print(f"{pulled.name}@{pulled.version} {artifact}: {out or pulled.path} "
+                  f"(sha256 {pulled.artifact.sha256[:12]}..., verified){note}")
+
+
+@click.command("list")
+@REGISTRY_OPTION
+def list_cmd(registry: str | None) -> None:
+    """Datasets x released versions, with aliases and retractions."""
+    from heldout.pull import list_releases
+
+    _render.table("released datasets", ["dataset", "version", "aliases", "cells", "donors", "census", "status"],
+                  ((r.dataset, r.version, r.aliases, r.n_cells, r.n_donors, r.census, r.status)
+                   for r in list_releases(registry)))
+
+
+@click.command()
+@click.argument("ref")
+@REGISTRY_OPTION
+def show(ref: str, registry: str | None) -> None:
+    """Print the card, lock and counts of NAME@VERSION."""
+    from heldout.pull import show as run
+
+    console.print(yaml.safe_dump(run(ref, registry), sort_keys=False), markup=False)
+
+
+COMMANDS = [lint, release, retract, pull, list_cmd, show]
+
+
+@click.command()
+@click.argument("path", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--remote", default=None, help="DVC remote URL (default: a folder PATH-dvc-remote beside it).")
+def init(path: Path, remote: str | None) -> None:
+    """Create a new registry repo at PATH (git + DVC + this project's cards and pipeline)."""
+    from heldout.scaffold import init_registry
+
+    project = init_registry(path, remote=remote)
+    console.print(f"registry at {project.root}: next, `cd {path} && dvc repro && git add -A && "
+                  "git commit -m 'Build' && heldout release v1`")
+
+
+COMMANDS.append(init)

@@ -1,0 +1,180 @@
+"""Pull released datasets: resolve ``NAME@VERSION``, fetch through DVC, verify, cache.
+
+Artifacts are fetched with ``dvc get`` semantics (``dvc.repo.Repo.get`` at the
+release's git tag, from the DVC remote recorded in its manifest unless told
+otherwise), then checked against the manifest's sha256. The cache is content
+addressed (``<cache>/objects/<sha256>``) and every pull re-hashes the cached
+file: a corrupted cache is an error, never a silent pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from heldout._files import atomic_path, sha256_file
+from heldout.cards._base import parse_card
+from heldout.errors import ChecksumMismatch, ReleaseError, UsageError, unknown_choice
+from heldout.project import find_project
+from heldout.releases import TAG_PREFIX, Artifact, ReleaseIndex, ReleaseManifest
+
+log = logging.getLogger(__name__)
+INDEX = "registry/releases/index.yaml"
+
+
+def cache_root() -> Path:
+    base = os.environ.get("HELDOUT_CACHE") or Path.home() / ".cache" / "heldout"
+    return Path(base) / "objects"
+
+
+def parse_ref(ref: str) -> tuple[str, str]:
+    """``NAME@VERSION`` -> (NAME, VERSION); ``NAME`` alone means ``stable``."""
+    name, _, version = ref.partition("@")
+    if not name or (("@" in ref) and not version):
+        msg = f"Bad dataset reference {ref!r}: expected NAME@VERSION (e.g. glioma-tirosh2016@v1) or NAME."
+        raise UsageError(msg)
+    return name, version or "stable"
+
+
+def _registry(registry: str | Path | None) -> str:
+    return str(registry) if registry else str(find_project().root)
+
+
+def _read(registry: str, path: str, rev: str | None = None) -> dict:
+    import dvc.api
+
+    try:
+        return yaml.safe_load(dvc.api.read(path, repo=registry, rev=rev))
+    except FileNotFoundError:
+        msg = f"{registry} has no {path}{f' at {rev}' if rev else ''}."
+        raise ReleaseError(msg, hint="Is this a heldout registry with at least one release?") from None
+    except Exception as exc:  # dvc/scmrepo raise many types for a bad repo or rev
+        msg = f"Cannot read {path} from registry {registry}{f' at {rev}' if rev else ''}: {exc}"
+        raise ReleaseError(msg) from None
+
+
+def read_index(registry: str | Path | None = None) -> ReleaseIndex:
+    reg = _registry(registry)
+    return parse_card(_read(reg, INDEX), ReleaseIndex, source=f"{reg}:{INDEX}")
+
+
+def read_manifest(version: str, registry: str | Path | None = None) -> ReleaseManifest:
+    reg = _registry(registry)
+    path = f"registry/releases/{version}.yaml"
+    return parse_card(_read(reg, path, rev=f"{TAG_PREFIX}{version}"), ReleaseManifest, source=f"{reg}:{path}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pulled:
+    name: str
+    version: str
+    path: Path
+    artifact: Artifact
+    manifest: ReleaseManifest
+    retracted: bool
+
+
+def resolve(ref: str, registry: str | Path | None = None) -> tuple[str, str, ReleaseIndex, ReleaseManifest]:
+    name, requested = parse_ref(ref)
+    index = read_index(registry)
+    version = index.resolve(requested)
+    if requested != version:
+        log.info("%s resolved to %s; pin %s@%s for reproducibility.", ref, version, name, version)
+    manifest = read_manifest(version, registry)
+    if name not in manifest.datasets:
+        raise unknown_choice(f"dataset in release {version}", name, manifest.datasets)
+    return name, version, index, manifest
+
+
+def pull(ref: str, *, registry: str | Path | None = None, artifact: str = "h5ad",
+         remote_url: str | None = None) -> Pulled:
+    """Fetch one artifact of a released dataset into the cache, verified by sha256."""
+    name, version, index, manifest = resolve(ref, registry)
+    entry = index.releases[version]
+    if entry.retracted:
+        log.warning("Release %s is retracted: %s", version, entry.retraction)
+    artifacts = manifest.datasets[name].artifacts
+    if artifact not in artifacts:
+        raise unknown_choice("artifact", artifact, artifacts)
+    record = artifacts[artifact]
+    cached = cache_root() / record.sha256[:2] / record.sha256
+    if cached.exists():
+        _verify(cached, record, f"cached {name}@{version} {artifact}")
+    else:
+        _fetch(_registry(registry), record, f"{TAG_PREFIX}{version}", cached,
+               remote_url or manifest.dvc_remote.get("url"))
+    return Pulled(name=name, version=version, path=cached, artifact=record, manifest=manifest,
+                  retracted=entry.retracted)
+
+
+def _fetch(registry: str, record: Artifact, rev: str, cached: Path, remote_url: str | None) -> None:
+    from dvc.repo import Repo
+
+    with tempfile.TemporaryDirectory(prefix="heldout-pull-") as tmp:
+        out = Path(tmp) / Path(record.path).name
+        try:
+            Repo.get(registry, record.path, out=str(out), rev=rev,
+                     remote_config={"url": remote_url} if remote_url else None)
+        except Exception as exc:  # dvc raises many types (missing remote, missing object, bad rev)
+            msg = f"dvc get of {record.path} at {rev} from {registry} failed: {exc}"
+            raise ReleaseError(msg, hint="Check that the DVC remote in the release manifest is reachable "
+                                         "(or pass --remote-url).") from None
+        _verify(out, record, f"fetched {record.path}")
+        with atomic_path(cached) as staged:
+            shutil.move(out, staged)
+
+
+def _verify(path: Path, record: Artifact, what: str) -> None:
+    actual = sha256_file(path)
+    if actual != record.sha256:
+        msg = f"Checksum mismatch for {what} ({path}): sha256 {actual}, the release manifest says {record.sha256}."
+        raise ChecksumMismatch(msg, hint=f"Delete {path} and pull again; if it persists, the remote is corrupt.")
+
+
+def load(ref: str, *, registry: str | Path | None = None, **kwargs: object):  # noqa: ANN201 - AnnData
+    """Pull (verified) and read a released dataset as ``anndata.AnnData``."""
+    import anndata as ad
+
+    pulled = pull(ref, registry=registry, **kwargs)  # type: ignore[arg-type]
+    return ad.read_h5ad(pulled.path)
+
+
+@dataclass(frozen=True)
+class ReleaseRow:
+    dataset: str
+    version: str
+    aliases: str
+    n_cells: int
+    n_donors: int
+    census: str
+    status: str
+
+
+def list_releases(registry: str | Path | None = None) -> list[ReleaseRow]:
+    index = read_index(registry)
+    rows = []
+    for version, entry in index.releases.items():
+        manifest = read_manifest(version, registry)
+        aliases = ",".join(a for a, v in index.aliases.items() if v == version)
+        status = f"retracted: {entry.retraction.reason}" if entry.retracted and entry.retraction else "ok"
+        for name, ds in manifest.datasets.items():
+            rows.append(ReleaseRow(name, version, aliases, ds.n_cells, ds.n_donors,
+                                   f"{ds.census_source} {ds.census_version}", status))
+    return sorted(rows, key=lambda r: (r.dataset, r.version))
+
+
+def show(ref: str, registry: str | Path | None = None) -> dict:
+    """Card (as released), lock and counts of ``NAME@VERSION``."""
+    name, version, index, manifest = resolve(ref, registry)
+    reg = _registry(registry)
+    rev = f"{TAG_PREFIX}{version}"
+    return {"dataset": name, "version": version, "retracted": index.releases[version].retracted,
+            "card": _read(reg, f"registry/datasets/{name}.yaml", rev=rev),
+            "lock": yaml.safe_load(pull(ref, registry=registry, artifact="lock").path.read_text()),
+            "release": manifest.datasets[name].to_dict()}

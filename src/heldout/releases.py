@@ -1,0 +1,260 @@
+"""Immutable, checksummed releases of every curated artifact, with aliases and retraction.
+
+A release ``VERSION`` is three things, made together:
+
+* ``registry/releases/VERSION.yaml``: the manifest. Every artifact's path,
+  sha256 and size; per dataset the census version, dataset ids, donor groups
+  and the fingerprint file an audit needs; the code version and DVC remote.
+* the artifacts pushed to the DVC remote (``dvc push``), so ``dvc get`` at the
+  tag can fetch them;
+* a git commit and the tag ``release/VERSION``.
+
+``registry/releases/index.yaml`` lists releases, the ``stable``/``latest``
+aliases and retractions (with reason and ``replaced_by``), like Census's
+release directory. A manifest is never rewritten; retraction only edits the
+index. Every file is written atomically: a crash mid-release leaves the
+previous release intact.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import signal
+import subprocess
+from pathlib import Path
+from typing import Literal
+
+import pydantic
+
+import heldout
+from heldout._files import read_yaml, sha256_file, write_yaml_atomic
+from heldout.cards._base import FrozenRecord, parse_card
+from heldout.cards.dataset import SourceDataset, load_dataset_card
+from heldout.curation import artifact_paths
+from heldout.errors import ReleaseError, unknown_choice
+from heldout.project import Project, find_project
+from heldout.splits import check_split
+
+VERSION_PATTERN = r"^v\d+(\.\d+){0,2}$"
+TAG_PREFIX = "release/"
+Alias = Literal["stable", "latest"]
+
+
+class Artifact(FrozenRecord):
+    path: str
+    sha256: str
+    size: int
+
+
+class DatasetRelease(FrozenRecord):
+    census_source: str
+    census_version: str
+    dataset_ids: list[str]
+    sources: list[SourceDataset] = pydantic.Field(default_factory=list)
+    donors: list[str]  # "dataset_id::donor_id", what a donor-level audit needs
+    n_cells: int
+    n_donors: int
+    n_genes: int
+    card_sha256: str
+    artifacts: dict[str, Artifact]  # h5ad, lock, fingerprints, validation, split_*, orthologs_*
+
+
+class ReleaseManifest(FrozenRecord):
+    schema_version: Literal[1] = 1
+    version: str
+    created: str
+    heldout_version: str
+    git_commit: str
+    dvc_remote: dict[str, str]
+    datasets: dict[str, DatasetRelease]
+
+
+class Retraction(FrozenRecord):
+    date: str
+    reason: str
+    replaced_by: str | None = None
+
+
+class ReleaseEntry(FrozenRecord):
+    manifest: str
+    git_tag: str
+    created: str
+    retracted: bool = False
+    retraction: Retraction | None = None
+
+
+class ReleaseIndex(FrozenRecord):
+    schema_version: Literal[1] = 1
+    releases: dict[str, ReleaseEntry] = pydantic.Field(default_factory=dict)
+    aliases: dict[Alias, str] = pydantic.Field(default_factory=dict)
+
+    def resolve(self, version: str) -> str:
+        """A concrete version for ``version`` (a version or an alias)."""
+        concrete = self.aliases.get(version, version)  # type: ignore[call-overload]
+        if concrete not in self.releases:
+            raise unknown_choice("release", version, [*self.aliases, *self.releases],
+                                 hint="`heldout list` shows every dataset and release.")
+        return concrete
+
+
+def crashpoint(name: str) -> None:
+    """Fault injection for crash-safety tests: ``HELDOUT_CRASH_AT=name`` kills the process here."""
+    if os.environ.get("HELDOUT_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def index_path(project: Project) -> Path:
+    return project.releases / "index.yaml"
+
+
+def load_index(project: Project) -> ReleaseIndex:
+    path = index_path(project)
+    return parse_card(read_yaml(path), ReleaseIndex, source=path) if path.exists() else ReleaseIndex()
+
+
+def load_manifest(project: Project, version: str) -> ReleaseManifest:
+    path = project.releases / f"{version}.yaml"
+    return parse_card(read_yaml(path), ReleaseManifest, source=path)
+
+
+def _git(project: Project, *args: str) -> str:
+    proc = subprocess.run(["git", *args], cwd=project.root, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        msg = f"git {' '.join(args)} failed: {proc.stderr.strip() or proc.stdout.strip()}"
+        raise ReleaseError(msg)
+    return proc.stdout.strip()
+
+
+def _dvc_repo(project: Project):  # noqa: ANN202 - dvc.repo.Repo (imported lazily: slow import)
+    from dvc.repo import Repo
+
+    return Repo(str(project.root))
+
+
+def _require_clean(project: Project) -> None:
+    dirty = _git(project, "status", "--porcelain", "--untracked-files=normal")
+    if dirty:
+        first = "; ".join(dirty.splitlines()[:5])
+        msg = f"The working tree is not clean ({first}). A release must be made from committed state."
+        raise ReleaseError(msg, hint="Commit (including dvc.lock after `dvc repro`) or stash your changes first.")
+    with _dvc_repo(project) as repo:
+        stale = repo.status()
+    if stale:
+        msg = f"The DVC pipeline is not up to date: {', '.join(sorted(stale))} changed."
+        raise ReleaseError(msg, hint="Run `dvc repro`, commit dvc.lock, then release.")
+
+
+def _artifact(project: Project, path: Path) -> Artifact:
+    if not path.exists():
+        msg = f"Artifact {path} is missing."
+        raise ReleaseError(msg, hint="Run `dvc repro` to build every artifact.")
+    return Artifact(path=path.relative_to(project.root).as_posix(), sha256=sha256_file(path), size=path.stat().st_size)
+
+
+def _dataset_release(project: Project, name: str) -> DatasetRelease:
+    import json
+
+    import pandas as pd
+
+    card = load_dataset_card(name, project.registry)
+    h5ad, lock_path, fp_path = artifact_paths(project, name)
+    report_path = project.root / "data" / "validated" / f"{name}.json"
+    artifacts = {"h5ad": _artifact(project, h5ad), "lock": _artifact(project, lock_path),
+                 "fingerprints": _artifact(project, fp_path), "validation": _artifact(project, report_path)}
+    report = json.loads(report_path.read_text())
+    if not report.get("ok") or report.get("sha256") != artifacts["h5ad"].sha256:
+        msg = f"{h5ad} is not validated (its validation report is failing or for another file)."
+        raise ReleaseError(msg, hint="Run `dvc repro` so the validate stage checks the current h5ad.")
+    check_split(name, project=project)
+    for part in ("assignment.parquet", "manifest.yaml"):
+        artifacts[f"split_{part.split('.')[0]}"] = _artifact(project, project.splits / name / part)
+    if card.orthologs is not None:
+        mapped = h5ad.with_name(f"{name}.{card.orthologs.target_organism.value}.h5ad")
+        artifacts[f"orthologs_{card.orthologs.target_organism.value}"] = _artifact(project, mapped)
+    lock = read_yaml(lock_path)
+    fps = pd.read_parquet(fp_path, columns=["dataset_id", "donor_id"])
+    donors = sorted((fps["dataset_id"] + "::" + fps["donor_id"]).unique().tolist())
+    return DatasetRelease(
+        census_source=lock["census_source"], census_version=lock["census_version"], dataset_ids=lock["dataset_ids"],
+        sources=lock.get("sources", []),
+        donors=donors, n_cells=lock["n_cells"], n_donors=lock["n_donors"], n_genes=lock["n_genes"],
+        card_sha256=sha256_file(project.registry / "datasets" / f"{name}.yaml"), artifacts=artifacts)
+
+
+def _remote(project: Project, remote: str | None) -> dict[str, str]:
+    with _dvc_repo(project) as repo:
+        config = repo.config
+        name = remote or config["core"].get("remote")
+        if not name or name not in config["remote"]:
+            msg = f"No DVC remote {name!r} is configured (known: {', '.join(config['remote']) or 'none'})."
+            raise ReleaseError(msg, hint="Add one: `dvc remote add -d local /path/to/remote`.")
+        url = config["remote"][name]["url"]
+    if "://" not in url and not os.path.isabs(url):
+        url = str((project.root / ".dvc" / url).resolve())
+    return {"name": name, "url": url}
+
+
+def create_release(version: str, *, project: Project | None = None, stable: bool = False,
+                   remote: str | None = None, datasets: list[str] | None = None) -> ReleaseManifest:
+    """Validate, record, push, commit and tag release ``version``."""
+    project = project or find_project()
+    if not re.match(VERSION_PATTERN, version):
+        msg = f"Release version must look like v1, v1.2 or v1.2.3; got {version!r}."
+        raise ReleaseError(msg)
+    index = load_index(project)
+    if version in index.releases or (project.releases / f"{version}.yaml").exists():
+        msg = f"Release {version} already exists; releases are immutable."
+        raise ReleaseError(msg, hint="Pick a new version, or retract it with `heldout retract`.")
+    _require_clean(project)
+    names = datasets or read_yaml(project.root / "params.yaml")["datasets"]
+    dvc_remote = _remote(project, remote)
+    manifest = ReleaseManifest(
+        version=version, created=dt.date.today().isoformat(), heldout_version=heldout.__version__,
+        git_commit=_git(project, "rev-parse", "HEAD"), dvc_remote=dvc_remote,
+        datasets={name: _dataset_release(project, name) for name in names})
+
+    with _dvc_repo(project) as repo:
+        repo.push(remote=dvc_remote["name"])
+    crashpoint("after-push")
+    write_yaml_atomic(project.releases / f"{version}.yaml", manifest.to_dict())
+    crashpoint("after-manifest")
+    aliases = dict(index.aliases)
+    aliases["latest"] = version
+    if stable or "stable" not in aliases:
+        aliases["stable"] = version
+    entry = ReleaseEntry(manifest=f"{version}.yaml", git_tag=f"{TAG_PREFIX}{version}", created=manifest.created)
+    new_index = ReleaseIndex(releases={**index.releases, version: entry}, aliases=aliases)
+    write_yaml_atomic(index_path(project), new_index.to_dict())
+    crashpoint("after-index")
+    _git(project, "add", str(project.releases))
+    _git(project, "commit", "-q", "-m", f"Release {version}")
+    _git(project, "tag", "-a", entry.git_tag, "-m", f"heldout release {version}")
+    return manifest
+
+
+def retract_release(version: str, *, reason: str, replaced_by: str | None = None,
+                    project: Project | None = None) -> ReleaseIndex:
+    """Mark ``version`` retracted (the manifest stays); move aliases off it; commit."""
+    project = project or find_project()
+    index = load_index(project)
+    version = index.resolve(version)
+    if replaced_by is not None:
+        replaced_by = index.resolve(replaced_by)
+    entry = index.releases[version]
+    if entry.retracted:
+        msg = f"Release {version} is already retracted ({entry.retraction.reason if entry.retraction else ''})."
+        raise ReleaseError(msg)
+    retraction = Retraction(date=dt.date.today().isoformat(), reason=reason, replaced_by=replaced_by)
+    releases = {**index.releases, version: entry.model_copy(update={"retracted": True, "retraction": retraction})}
+    live = [v for v, e in releases.items() if not e.retracted]
+    aliases = {a: v for a, v in index.aliases.items() if v != version}
+    for alias in ("stable", "latest"):
+        if alias not in aliases and live:
+            aliases[alias] = replaced_by if replaced_by in live else live[-1]
+    new_index = ReleaseIndex(releases=releases, aliases=aliases)
+    write_yaml_atomic(index_path(project), new_index.to_dict())
+    _git(project, "add", str(index_path(project)))
+    _git(project, "commit", "-q", "-m", f"Retract release {version}: {reason}")
+    return new_index

@@ -1,0 +1,180 @@
+"""End to end: a registry repo, two releases through the real DVC pipeline, pulls from elsewhere.
+
+Everything is real: git, `dvc repro` (the project's dvc.yaml), `dvc push` to a
+local directory remote, `dvc get` at the release tag. Slow (about 2 minutes),
+so one registry is built per module.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+import heldout
+from heldout.cli import cli
+from heldout.errors import ChecksumMismatch, ReleaseError, UsageError
+from heldout.project import Project
+from heldout.pull import cache_root, pull, read_index
+from heldout.releases import create_release, load_index, retract_release
+from heldout.scaffold import init_registry
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _sh(cwd: Path, *cmd: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **(env or {})}
+    full_env.pop("HELDOUT_PROJECT", None)
+    full_env.pop("HELDOUT_MIRROR", None)
+    return subprocess.run(list(cmd), cwd=cwd, capture_output=True, text=True, env=full_env, check=False)
+
+
+def _ok(cwd: Path, *cmd: str) -> str:
+    proc = _sh(cwd, *cmd)
+    assert proc.returncode == 0, f"{cmd}: {proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    base = tmp_path_factory.mktemp("registry")
+    project = init_registry(base / "reg", template=Project(REPO))
+    # keep the pipeline small and fast: two datasets (one with orthologs)
+    params = yaml.safe_load((project.root / "params.yaml").read_text())
+    params["datasets"] = ["glioma-tirosh2016", "mouse-brain-10k"]
+    (project.root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _ok(project.root, "git", "commit", "-qam", "two datasets")
+    _ok(project.root, "dvc", "repro", "-q")
+    _ok(project.root, "git", "add", "-A")
+    _ok(project.root, "git", "commit", "-qm", "build")
+    _ok(project.root, "heldout", "release", "v1")
+    card = project.registry / "datasets" / "glioma-tirosh2016.yaml"
+    card.write_text(card.read_text().replace("seed: 0", "seed: 3"))
+    _ok(project.root, "dvc", "repro", "-q")
+    _ok(project.root, "git", "add", "-A")
+    _ok(project.root, "git", "commit", "-qm", "new split seed")
+    _ok(project.root, "heldout", "release", "v2")
+    return project
+
+
+@pytest.fixture
+def elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Another folder and an empty cache: what a model developer has."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HELDOUT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("HELDOUT_PROJECT", raising=False)
+    return tmp_path
+
+
+def test_two_releases_pulled_from_another_folder(registry: Project, elsewhere: Path) -> None:
+    runner = CliRunner()
+    for version, seed in (("v1", 0), ("v2", 3)):
+        result = runner.invoke(cli, ["pull", f"glioma-tirosh2016@{version}", "--registry", str(registry.root),
+                                     "--artifact", "split_manifest", "-o", str(elsewhere / f"{version}.yaml")])
+        assert result.exit_code == 0, result.output
+        assert "verified" in result.output
+        assert yaml.safe_load((elsewhere / f"{version}.yaml").read_text())["seed"] == seed
+    adata = heldout.load("glioma-tirosh2016@v1", registry=registry.root)
+    assert adata.n_obs == 184 and adata.obs["donor_id"].nunique() == 5
+    assert cache_root().is_relative_to(elsewhere)
+
+
+def test_aliases_list_and_show(registry: Project, elsewhere: Path) -> None:
+    index = read_index(registry.root)
+    assert index.aliases == {"latest": "v2", "stable": "v1"}
+    assert pull("mouse-brain-10k", registry=registry.root).version == "v1"  # NAME alone = stable
+    result = CliRunner().invoke(cli, ["list", "--registry", str(registry.root)])
+    assert result.exit_code == 0 and "glioma-tirosh2016" in result.output and "v2" in result.output
+    shown = CliRunner().invoke(cli, ["show", "mouse-brain-10k@v2", "--registry", str(registry.root)])
+    assert shown.exit_code == 0, shown.output
+    shown_data = yaml.safe_load(shown.output)
+    assert shown_data["lock"]["n_cells"] == 10000 and shown_data["card"]["name"] == "mouse-brain-10k"
+    assert "orthologs_homo_sapiens" in shown_data["release"]["artifacts"]
+
+
+def test_manifest_records_everything_an_audit_needs(registry: Project) -> None:
+    manifest = yaml.safe_load((registry.releases / "v1.yaml").read_text())
+    glioma = manifest["datasets"]["glioma-tirosh2016"]
+    assert set(glioma["artifacts"]) >= {"h5ad", "lock", "fingerprints", "validation", "split_assignment"}
+    assert len(glioma["donors"]) == 5 and glioma["census_version"] == "2025-11-08"
+    assert all(len(a["sha256"]) == 64 and a["size"] > 0 for a in glioma["artifacts"].values())
+    assert manifest["git_commit"] and manifest["heldout_version"] == heldout.__version__
+
+
+def test_corrupted_cache_is_caught(registry: Project, elsewhere: Path) -> None:
+    pulled = pull("glioma-tirosh2016@v1", registry=registry.root)
+    with open(pulled.path, "r+b") as fh:
+        fh.seek(100)
+        fh.write(b"\x00corrupt")
+    result = CliRunner().invoke(cli, ["pull", "glioma-tirosh2016@v1", "--registry", str(registry.root)])
+    assert result.exit_code == ChecksumMismatch.exit_code
+    assert "Checksum mismatch for cached glioma-tirosh2016@v1" in result.output
+    with pytest.raises(ChecksumMismatch):
+        heldout.load("glioma-tirosh2016@v1", registry=registry.root)
+
+
+def test_unknown_refs_are_clear(registry: Project, elsewhere: Path) -> None:
+    with pytest.raises(UsageError, match=r"Unknown release 'v9'.*'v1', 'v2'"):
+        pull("glioma-tirosh2016@v9", registry=registry.root)
+    with pytest.raises(UsageError, match=r"Unknown dataset in release v1 'glioma-tirosh'.*Did you mean"):
+        pull("glioma-tirosh@v1", registry=registry.root)
+    with pytest.raises(UsageError, match="Bad dataset reference"):
+        pull("glioma@", registry=registry.root)
+
+
+def test_release_refusals(registry: Project) -> None:
+    with pytest.raises(ReleaseError, match="already exists; releases are immutable"):
+        create_release("v1", project=registry)
+    with pytest.raises(ReleaseError, match="must look like v1"):
+        create_release("first", project=registry)
+    card = registry.registry / "datasets" / "glioma-tirosh2016.yaml"
+    original = card.read_text()
+    try:
+        card.write_text(original.replace("seed: 3", "seed: 4"))
+        with pytest.raises(ReleaseError, match="working tree is not clean"):
+            create_release("v3", project=registry)
+        _ok(registry.root, "git", "commit", "-qam", "unbuilt change")
+        with pytest.raises(ReleaseError, match="DVC pipeline is not up to date"):
+            create_release("v3", project=registry)
+    finally:
+        card.write_text(original)
+        _ok(registry.root, "git", "commit", "-qam", "revert unbuilt change")
+
+
+@pytest.mark.parametrize("point", ["after-push", "after-manifest", "after-index"])
+def test_crash_mid_release_leaves_previous_release_intact(registry: Project, point: str) -> None:
+    index_before = (registry.releases / "index.yaml").read_bytes()
+    manifests_before = {p.name: p.read_bytes() for p in registry.releases.glob("v*.yaml")}
+    proc = _sh(registry.root, "heldout", "release", "v3", env={"HELDOUT_CRASH_AT": point})
+    assert proc.returncode == -9, proc.stderr  # killed by SIGKILL at the crash point
+    try:
+        assert (registry.releases / "index.yaml").read_bytes() == (
+            index_before if point != "after-index" else (registry.releases / "index.yaml").read_bytes())
+        assert load_index(registry).releases.keys() >= {"v1", "v2"}  # always parseable
+        for name, content in manifests_before.items():
+            assert (registry.releases / name).read_bytes() == content
+        assert "release/v3" not in _ok(registry.root, "git", "tag")
+        assert not list(registry.releases.glob(".*tmp*"))  # no stray temporaries
+        assert pull("glioma-tirosh2016@v2", registry=registry.root).version == "v2"
+    finally:
+        _ok(registry.root, "git", "checkout", "--", ".")
+        _ok(registry.root, "git", "clean", "-fdq", "registry")
+
+
+def test_retraction_moves_aliases_and_warns(registry: Project, elsewhere: Path, caplog) -> None:
+    index = retract_release("v2", reason="split seed typo", replaced_by="v1", project=registry)
+    assert index.releases["v2"].retracted and index.releases["v2"].retraction.replaced_by == "v1"
+    assert index.aliases == {"latest": "v1", "stable": "v1"}
+    assert (registry.releases / "v2.yaml").exists()  # the manifest itself is never rewritten
+    pulled = pull("glioma-tirosh2016@v2", registry=registry.root)
+    assert pulled.retracted and "retracted" in caplog.text
+    listing = CliRunner().invoke(cli, ["list", "--registry", str(registry.root)])
+    assert "retracted: split seed typo" in listing.output.replace("\n", " ") or "retracted" in listing.output
+    with pytest.raises(ReleaseError, match="already retracted"):
+        retract_release("v2", reason="again", project=registry)
