@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 import cellxgene_census
+import requests
 import tiledbsoma as soma
 
 from heldout.errors import SourceError, unknown_choice
@@ -137,6 +138,10 @@ def open_resolved(resolved: ResolvedCensus, *, context: soma.SOMATileDBContext |
             census = cellxgene_census.open_soma(uri=resolved.uri, context=ctx)
     except SourceError:
         raise
+    except requests.exceptions.ConnectionError:
+        msg = (f"The real CELLxGENE Census ({resolved.version}) is not reachable from this machine "
+               "(no network route to its release directory).")
+        raise SourceError(msg, hint="Run where the internet is reachable, or use a local mirror (source: mirror).") from None
     except Exception as exc:  # tiledbsoma raises many types for a damaged store
         msg = f"Cannot open Census {resolved.version} ({resolved.uri or 'S3'}): {type(exc).__name__}: {exc}"
         raise SourceError(msg, hint="For the mirror: rebuild it with `heldout mirror build`.") from None

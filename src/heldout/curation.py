@@ -189,7 +189,7 @@ def _lock(card: DatasetCard, resolved: ResolvedCensus, obs: pd.DataFrame, var: p
     card_file = project.registry / "datasets" / f"{card.name}.yaml"
     return DatasetLock(
         name=card.name, card_sha256=sha256_file(card_file), census_source=resolved.source,
-        census_version=resolved.version, obs_value_filter=card.obs_filter,
+        census_version=resolved.version, organism=card.census.organism.value, obs_value_filter=card.obs_filter,
         dataset_ids=sorted(obs["dataset_id"].astype(str).unique().tolist()), sources=sources, n_cells=len(obs),
         n_donors=int(obs.groupby(["dataset_id", "donor_id"], observed=True).ngroups), n_genes=len(var),
         h5ad=h5ad.name, h5ad_sha256=sha256_file(h5ad), heldout_version=heldout.__version__,

@@ -51,6 +51,7 @@ class Artifact(FrozenRecord):
 class DatasetRelease(FrozenRecord):
     census_source: str
     census_version: str
+    organism: str
     dataset_ids: list[str]
     sources: list[SourceDataset] = pydantic.Field(default_factory=list)
     donors: list[str]  # "dataset_id::donor_id", what a donor-level audit needs
@@ -177,7 +178,7 @@ def _dataset_release(project: Project, name: str) -> DatasetRelease:
     fps = pd.read_parquet(fp_path, columns=["dataset_id", "donor_id"])
     donors = sorted((fps["dataset_id"] + "::" + fps["donor_id"]).unique().tolist())
     return DatasetRelease(
-        census_source=lock["census_source"], census_version=lock["census_version"], dataset_ids=lock["dataset_ids"],
+        census_source=lock["census_source"], census_version=lock["census_version"], organism=lock["organism"], dataset_ids=lock["dataset_ids"],
         sources=lock.get("sources", []),
         donors=donors, n_cells=lock["n_cells"], n_donors=lock["n_donors"], n_genes=lock["n_genes"],
         card_sha256=sha256_file(project.registry / "datasets" / f"{name}.yaml"), artifacts=artifacts)

@@ -128,6 +128,7 @@ class DatasetLock(FrozenRecord):
     card_sha256: str
     census_source: str
     census_version: str
+    organism: str
     obs_value_filter: str
     dataset_ids: list[str]
     sources: list[SourceDataset] = pydantic.Field(default_factory=list)
