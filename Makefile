@@ -1,12 +1,14 @@
 # heldout: two entry points for a fresh machine (see README.md).
-#   make demo   set up .venv, build the mini-Census, curate + validate + split + release a dataset
-#   make test   set up .venv and run the test suite
+#   make demo   set up .venv; in demo/: a registry repo, the DVC pipeline (mini-Census -> curate ->
+#               validate -> split -> orthologs), release v1, pull it back verified, audit leakage
+#   make test   set up .venv; lint every dataset card against the mini-Census; run the test suite
 PYTHON ?= python3
 VENV ?= .venv
-BIN := $(VENV)/bin
+BIN := $(abspath $(VENV)/bin)
 HELDOUT := $(BIN)/heldout
+WITH_VENV := PATH="$(BIN):$$PATH"
 
-.PHONY: setup demo test bench clean-demo
+.PHONY: setup demo test lint bench clean
 
 setup: $(HELDOUT)
 
@@ -17,12 +19,23 @@ $(HELDOUT): pyproject.toml
 	touch $@
 
 demo: $(HELDOUT)
-	test -f mirror/release.json || $(HELDOUT) mirror build
-	$(HELDOUT) curate glioma-tirosh2016
-	$(HELDOUT) validate data/curated/glioma-tirosh2016.h5ad
+	rm -rf demo
+	$(HELDOUT) init demo/registry
+	cd demo/registry && $(WITH_VENV) dvc repro
+	cd demo/registry && git add -A && git commit -qm "Build the datasets" && $(WITH_VENV) heldout release v1
+	cd demo && $(HELDOUT) pull glioma-tirosh2016@v1 --registry registry -o glioma-tirosh2016.h5ad
+	cd demo && $(HELDOUT) validate glioma-tirosh2016.h5ad
+	cd demo/registry && $(HELDOUT) audit --report ../audit.md
 
-test: $(HELDOUT)
+lint: $(HELDOUT)
+	test -f mirror/release.json || $(HELDOUT) mirror build
+	$(HELDOUT) lint --dry-run
+
+test: lint
 	$(BIN)/python -m pytest
 
-clean-demo:
-	rm -rf mirror data
+bench: $(HELDOUT)
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf demo mirror data results

@@ -15,9 +15,12 @@ from pathlib import Path
 os.environ.setdefault("COLUMNS", "200")  # wide rich tables in CliRunner output
 
 import pytest
+import yaml
 
 from heldout.mirror.build import DEFAULT_VERSION, build_mirror
 from heldout.project import Project
+from heldout.scaffold import init_registry
+from tests.helpers import run_ok
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -72,3 +75,25 @@ def curated(tmp_path_factory: pytest.TempPathFactory, mirror_root: Path) -> Proj
     for name in list_dataset_cards(proj.registry):
         curate(name, project=proj, mirror_root=mirror_root, progress=False)
     return proj
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    base = tmp_path_factory.mktemp("registry")
+    project = init_registry(base / "reg", template=Project(REPO))
+    # keep the pipeline small and fast: two datasets (one with orthologs)
+    params = yaml.safe_load((project.root / "params.yaml").read_text())
+    params["datasets"] = ["glioma-tirosh2016", "mouse-brain-10k"]
+    (project.root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run_ok(project.root, "git", "commit", "-qam", "two datasets")
+    run_ok(project.root, "dvc", "repro", "-q")
+    run_ok(project.root, "git", "add", "-A")
+    run_ok(project.root, "git", "commit", "-qm", "build")
+    run_ok(project.root, "heldout", "release", "v1")
+    card = project.registry / "datasets" / "glioma-tirosh2016.yaml"
+    card.write_text(card.read_text().replace("seed: 0", "seed: 3"))
+    run_ok(project.root, "dvc", "repro", "-q")
+    run_ok(project.root, "git", "add", "-A")
+    run_ok(project.root, "git", "commit", "-qm", "new split seed")
+    run_ok(project.root, "heldout", "release", "v2")
+    return project

@@ -7,9 +7,6 @@ so one registry is built per module.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,45 +19,8 @@ from heldout.errors import ChecksumMismatch, ReleaseError, UsageError
 from heldout.project import Project
 from heldout.pull import cache_root, pull, read_index
 from heldout.releases import create_release, load_index, retract_release
-from heldout.scaffold import init_registry
+from tests.helpers import run_cmd, run_ok
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-
-
-def _sh(cwd: Path, *cmd: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **(env or {})}
-    full_env.pop("HELDOUT_PROJECT", None)
-    full_env.pop("HELDOUT_MIRROR", None)
-    return subprocess.run(list(cmd), cwd=cwd, capture_output=True, text=True, env=full_env, check=False)
-
-
-def _ok(cwd: Path, *cmd: str) -> str:
-    proc = _sh(cwd, *cmd)
-    assert proc.returncode == 0, f"{cmd}: {proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
-    return proc.stdout
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Project:
-    base = tmp_path_factory.mktemp("registry")
-    project = init_registry(base / "reg", template=Project(REPO))
-    # keep the pipeline small and fast: two datasets (one with orthologs)
-    params = yaml.safe_load((project.root / "params.yaml").read_text())
-    params["datasets"] = ["glioma-tirosh2016", "mouse-brain-10k"]
-    (project.root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    _ok(project.root, "git", "commit", "-qam", "two datasets")
-    _ok(project.root, "dvc", "repro", "-q")
-    _ok(project.root, "git", "add", "-A")
-    _ok(project.root, "git", "commit", "-qm", "build")
-    _ok(project.root, "heldout", "release", "v1")
-    card = project.registry / "datasets" / "glioma-tirosh2016.yaml"
-    card.write_text(card.read_text().replace("seed: 0", "seed: 3"))
-    _ok(project.root, "dvc", "repro", "-q")
-    _ok(project.root, "git", "add", "-A")
-    _ok(project.root, "git", "commit", "-qm", "new split seed")
-    _ok(project.root, "heldout", "release", "v2")
-    return project
 
 
 @pytest.fixture
@@ -139,19 +99,19 @@ def test_release_refusals(registry: Project) -> None:
         card.write_text(original.replace("seed: 3", "seed: 4"))
         with pytest.raises(ReleaseError, match="working tree is not clean"):
             create_release("v3", project=registry)
-        _ok(registry.root, "git", "commit", "-qam", "unbuilt change")
+        run_ok(registry.root, "git", "commit", "-qam", "unbuilt change")
         with pytest.raises(ReleaseError, match="DVC pipeline is not up to date"):
             create_release("v3", project=registry)
     finally:
         card.write_text(original)
-        _ok(registry.root, "git", "commit", "-qam", "revert unbuilt change")
+        run_ok(registry.root, "git", "commit", "-qam", "revert unbuilt change")
 
 
 @pytest.mark.parametrize("point", ["after-push", "after-manifest", "after-index"])
 def test_crash_mid_release_leaves_previous_release_intact(registry: Project, point: str) -> None:
     index_before = (registry.releases / "index.yaml").read_bytes()
     manifests_before = {p.name: p.read_bytes() for p in registry.releases.glob("v*.yaml")}
-    proc = _sh(registry.root, "heldout", "release", "v3", env={"HELDOUT_CRASH_AT": point})
+    proc = run_cmd(registry.root, "heldout", "release", "v3", env={"HELDOUT_CRASH_AT": point})
     assert proc.returncode == -9, proc.stderr  # killed by SIGKILL at the crash point
     try:
         assert (registry.releases / "index.yaml").read_bytes() == (
@@ -159,12 +119,12 @@ def test_crash_mid_release_leaves_previous_release_intact(registry: Project, poi
         assert load_index(registry).releases.keys() >= {"v1", "v2"}  # always parseable
         for name, content in manifests_before.items():
             assert (registry.releases / name).read_bytes() == content
-        assert "release/v3" not in _ok(registry.root, "git", "tag")
+        assert "release/v3" not in run_ok(registry.root, "git", "tag")
         assert not list(registry.releases.glob(".*tmp*"))  # no stray temporaries
         assert pull("glioma-tirosh2016@v2", registry=registry.root).version == "v2"
     finally:
-        _ok(registry.root, "git", "checkout", "--", ".")
-        _ok(registry.root, "git", "clean", "-fdq", "registry")
+        run_ok(registry.root, "git", "checkout", "--", ".")
+        run_ok(registry.root, "git", "clean", "-fdq", "registry")
 
 
 def test_retraction_moves_aliases_and_warns(registry: Project, elsewhere: Path, caplog) -> None:

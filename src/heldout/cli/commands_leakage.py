@@ -52,3 +52,60 @@ def audit(models: tuple[str, ...], manifest: Path | None, datasets: tuple[str, .
 
 
 COMMANDS = [audit]
+
+
+@click.command()
+@click.option("--dataset", required=True, help="NAME@VERSION of a release (or NAME@curated for this project).")
+@click.option("--task", required=True, help="Task card name (registry/tasks/).")
+@click.option("--model", required=True, help="Model name; its card in registry/models/ decides the leakage tier.")
+@click.option("--embeddings", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Per-cell embeddings: .npy (+ --ids), .parquet (observation_joinid column) or .h5ad (+ --obsm-key).")
+@click.option("--ids", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="For .npy: one cell id per line, in row order (default: FILE.ids.txt).")
+@click.option("--obsm-key", default=None, help="For .h5ad: the obsm key holding the embedding.")
+@click.option("--model-card", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A model card file for a model not in the registry.")
+@click.option("--registry", default=None, help="Registry repo (path or git URL) holding the release.")
+@click.option("--results", "results_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Results folder (default: ./results).")
+@MIRROR_OPTION
+def evaluate(dataset: str, task: str, model: str, embeddings: Path, ids: Path | None, obsm_key: str | None,
+             model_card: Path | None, registry: str | None, results_dir: Path | None, mirror_root: Path | None) -> None:
+    """Score a model's embeddings on a released dataset, beside random and simple baselines.
+
+    RED pairings (the model was task-trained on the data) are refused; GRAY
+    results are flagged. The result (JSON) records dataset version, task,
+    model, tier and evidence, and is appended to results/results.jsonl.
+    """
+    from heldout.evaluation.run import evaluate as run
+
+    result = run(dataset=dataset, task=task, model=model, embeddings=embeddings, ids=ids, obsm_key=obsm_key,
+                 model_card=model_card, registry=registry, mirror_root=mirror_root, results_dir=results_dir)
+    tier = f"[{TIER_STYLE[result.tier]}]{result.tier}[/]" + (" (flagged)" if result.gray_flag else "")
+    _render.table(f"{result.task} on {result.dataset}@{result.dataset_version}: {result.model} ({tier})",
+                  ["metric", result.model, "simple baseline", "random baseline"],
+                  ((m, f"{v:.4f}", f"{result.scores['simple'][m]:.4f}", f"{result.scores['random'][m]:.4f}")
+                   for m, v in result.scores["model"].items()))
+    console.print(f"tier {result.tier}: {result.tier_reason}")
+
+
+@click.command()
+@click.option("--results", "results_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
+              show_default=True, help="Results folder holding results.jsonl.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write an HTML report (with a PNG of the bars beside it).")
+def report(results_dir: Path, out: Path | None) -> None:
+    """Comparison table (and plots) of every evaluation result vs the baselines."""
+    from heldout.evaluation.report import html_report, load_results
+    from heldout.evaluation.run import RESULTS_TABLE
+
+    frame = load_results(results_dir / RESULTS_TABLE)
+    _render.table("evaluation results", ["dataset", "task", "model", "tier", "metric", "model", "simple", "random"],
+                  ((r.dataset, r.task, r.model, r.tier, r.metric, f"{r.model_score:.4f}", f"{r.simple:.4f}",
+                    f"{r.random:.4f}") for r in frame.itertuples()))
+    if out:
+        html_report(frame, out)
+        console.print(f"wrote {out} and {out.with_suffix('.png')}")
+
+
+COMMANDS += [evaluate, report]

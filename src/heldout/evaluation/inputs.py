@@ -1,0 +1,132 @@
+"""Inputs of an evaluation: a released (or curated) dataset with its split, and model outputs.
+
+Model outputs are per-cell embeddings keyed by the dataset's cell ids
+(``observation_joinid``, the h5ad's obs names): ``.npy`` with an id list,
+``.parquet`` with an ``observation_joinid`` column, or an ``.h5ad`` obsm key.
+Ids that are missing, unknown or duplicated are an error that says how many
+and which.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from heldout.curation import artifact_paths
+from heldout.errors import EvaluationError
+from heldout.leakage.audit import eval_from_curated, eval_from_release
+from heldout.leakage.evidence import EvalData
+from heldout.project import Project, find_project
+from heldout.pull import parse_ref, pull
+
+CURATED = "curated"
+ID_COLUMN = "observation_joinid"
+
+
+@dataclass(frozen=True, eq=False)
+class EvalDataset:
+    name: str
+    version: str
+    adata: ad.AnnData
+    split: np.ndarray  # per cell, aligned with adata.obs_names
+    audit_data: EvalData
+
+
+def load_eval_dataset(ref: str, *, registry: str | Path | None = None, project: Project | None = None) -> EvalDataset:
+    """``NAME@VERSION`` from a release (pulled, verified) or ``NAME@curated`` from this project."""
+    name, version = parse_ref(ref)
+    if version == CURATED:
+        project = project or find_project()
+        h5ad, split_path = artifact_paths(project, name)[0], project.splits / name / "assignment.parquet"
+        for path, command in ((h5ad, "curate"), (split_path, "split")):
+            if not path.exists():
+                msg = f"{name}@{CURATED}: {path} is missing."
+                raise EvaluationError(msg, hint=f"Run `heldout {command} {name}` first.")
+        adata = ad.read_h5ad(h5ad)
+        assignment = pd.read_parquet(split_path)
+        audit_data = eval_from_curated(project, name)
+    else:
+        pulled = pull(ref, registry=registry)
+        version = pulled.version
+        adata = ad.read_h5ad(pulled.path)
+        assignment = pd.read_parquet(pull(ref, registry=registry, artifact="split_assignment").path)
+        [audit_data] = eval_from_release(version, registry=registry, datasets=[name])
+    split = assignment.set_index(ID_COLUMN)["split"].reindex(adata.obs_names)
+    if split.isna().any():
+        msg = f"{name}@{version}: {int(split.isna().sum())} cells have no split assignment."
+        raise EvaluationError(msg, hint=f"Re-run `heldout split {name}`.")
+    return EvalDataset(name=name, version=version, adata=adata, split=split.to_numpy(), audit_data=audit_data)
+
+
+def _ids_for_npy(path: Path, ids_path: Path | None) -> np.ndarray:
+    candidate = ids_path or path.with_suffix(".ids.txt")
+    if not candidate.exists():
+        msg = f"{path} is a .npy array without cell ids; expected an id list at {candidate}."
+        raise EvaluationError(msg, hint="Pass --ids FILE with one observation_joinid per line, in row order.")
+    return np.array([line.strip() for line in candidate.read_text().splitlines() if line.strip()], dtype=object)
+
+
+def read_embeddings(path: str | Path, *, ids_path: Path | None = None, obsm_key: str | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, matrix) from .npy + ids, .parquet or .h5ad; no alignment yet."""
+    path = Path(path)
+    if not path.exists():
+        msg = f"Embedding file {path} does not exist."
+        raise EvaluationError(msg)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        matrix = np.load(path)
+        ids = _ids_for_npy(path, ids_path)
+    elif suffix == ".parquet":
+        frame = pd.read_parquet(path)
+        if ID_COLUMN not in frame.columns:
+            frame = frame.reset_index()
+        if ID_COLUMN not in frame.columns:
+            msg = f"{path} has no {ID_COLUMN!r} column (columns: {', '.join(map(str, frame.columns[:10]))})."
+            raise EvaluationError(msg)
+        ids = frame.pop(ID_COLUMN).astype(str).to_numpy(dtype=object)
+        matrix = frame.to_numpy(dtype=np.float64)
+    elif suffix == ".h5ad":
+        adata = ad.read_h5ad(path)
+        if not obsm_key or obsm_key not in adata.obsm:
+            msg = f"{path}: obsm key {obsm_key!r} not found; available: {', '.join(adata.obsm.keys()) or 'none'}."
+            raise EvaluationError(msg, hint="Pass --obsm-key NAME.")
+        ids, matrix = adata.obs_names.to_numpy(dtype=object), np.asarray(adata.obsm[obsm_key])
+    else:
+        msg = f"Unsupported embedding file {path.name!r}: use .npy (+ ids), .parquet or .h5ad."
+        raise EvaluationError(msg)
+    matrix = np.asarray(matrix, dtype=np.float64)
+    if matrix.ndim != 2 or matrix.shape[0] != len(ids):
+        msg = f"{path}: {matrix.shape} array for {len(ids)} ids; expected one row per id."
+        raise EvaluationError(msg)
+    return ids, matrix
+
+
+def align(ids: np.ndarray, matrix: np.ndarray, cell_ids: pd.Index, *, what: str) -> np.ndarray:
+    """Rows of ``matrix`` in the order of ``cell_ids``; every cell exactly once, nothing extra."""
+    index = pd.Index(ids.astype(str))
+    dup = index[index.duplicated()].unique()
+    if len(dup):
+        msg = f"{what}: {len(dup)} cell id(s) appear more than once, e.g. {', '.join(dup[:5])}."
+        raise EvaluationError(msg)
+    missing = cell_ids.difference(index)
+    extra = index.difference(cell_ids)
+    if len(missing) or len(extra):
+        parts = []
+        if len(missing):
+            parts.append(f"{len(missing)} of the dataset's {len(cell_ids)} cells are missing (e.g. "
+                         f"{', '.join(missing[:5])})")
+        if len(extra):
+            parts.append(f"{len(extra)} ids are not cells of the dataset (e.g. {', '.join(extra[:5])})")
+        msg = f"{what}: " + "; ".join(parts) + "."
+        raise EvaluationError(msg, hint="Key embeddings by the dataset's obs names (observation_joinid).")
+    aligned = matrix[index.get_indexer(cell_ids)]
+    if not np.isfinite(aligned).all():
+        rows = np.flatnonzero(~np.isfinite(aligned).all(axis=1))
+        msg = f"{what}: {len(rows)} cells have NaN or infinite values (e.g. {', '.join(cell_ids[rows[:5]])})."
+        raise EvaluationError(msg)
+    return aligned
