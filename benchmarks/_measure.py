@@ -12,9 +12,12 @@ import os
 import subprocess
 import sys
 
+# VmHWM (this process's own high-water mark) rather than ru_maxrss, which Linux carries over
+# from the parent across fork/exec and would report the benchmark driver's peak.
 EPILOGUE = """
-import json as _j, resource as _r
-RESULT["peak_rss_mib"] = round(_r.getrusage(_r.RUSAGE_SELF).ru_maxrss / 1024, 1)
+import json as _j, re as _re
+_hwm = _re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read())
+RESULT["peak_rss_mib"] = round(int(_hwm.group(1)) / 1024, 1)
 print(_j.dumps(RESULT))
 """
 

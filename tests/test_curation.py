@@ -45,7 +45,8 @@ def test_lock_records_what_was_resolved(curated: Project) -> None:
     assert lock["h5ad_sha256"] == sha256_file(artifact_paths(curated, "glioma-tirosh2016")[0])
     assert "is_primary_data == True" in lock["obs_value_filter"]
     fps = pd.read_parquet(fp_path)
-    assert len(fps) == 184 and fps["fingerprint"].str.fullmatch(r"[0-9a-f]{32}").all()
+    assert len(fps) == 184 and list(fps.columns[-2:]) == ["fingerprint_0", "fingerprint_1"]
+    assert str(fps["fingerprint_0"].dtype) == "uint64" and fps[["fingerprint_0", "fingerprint_1"]].any(axis=1).all()
 
 
 def test_label_harmonisation_from_curation_folder(curated: Project) -> None:

@@ -11,6 +11,7 @@ validation passed: a failed or interrupted curation leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from heldout._files import atomic_path, read_yaml, sha256_file, write_yaml_atomi
 from heldout.cards.dataset import DatasetCard, DatasetLock, SourceDataset, load_dataset_card
 from heldout.census import ResolvedCensus, experiment, open_resolved, resolve_census
 from heldout.errors import CardError, SourceError
-from heldout.leakage.fingerprint import cell_fingerprints, gene_keys, to_hex
+from heldout.leakage.fingerprint import cell_fingerprints, gene_keys, to_columns
 from heldout.mirror.assemble import OBS_COLUMNS
 from heldout.project import Project, find_project
 from heldout.validation import ValidationReport, validate_tables, x_cell_summary
@@ -74,7 +75,7 @@ def curate(name: str, *, project: Project | None = None, mirror_root: str | Path
             pd.DataFrame({"observation_joinid": obs.index.to_numpy(dtype=str),
                           "dataset_id": obs["dataset_id"].astype(str).to_numpy(),
                           "donor_id": obs["donor_id"].astype(str).to_numpy(),
-                          "fingerprint": to_hex(fingerprints)}).to_parquet(tmp_fp, index=False)
+                          **to_columns(fingerprints)}).to_parquet(tmp_fp, index=False)
         sources = _source_datasets(census, obs)
     finally:
         census.close()
@@ -114,48 +115,60 @@ def _obs_var(query: soma.ExperimentAxisQuery, card: DatasetCard,
         raise CardError(msg, hint=f"Available columns: {', '.join(obs.columns)}.")
     for column, mapping in label_maps.items():
         obs[column] = obs[column].astype(str).replace(mapping)
-    for column in OBS_CATEGORICAL:
-        obs[column] = obs[column].astype(str).astype("category")
+    for column in OBS_CATEGORICAL:  # TileDB enums arrive as categoricals holding every Census value
+        col = obs[column]
+        col = col if isinstance(col.dtype, pd.CategoricalDtype) else col.astype(str).astype("category")
+        obs[column] = col.cat.remove_unused_categories()
     obs.index = pd.Index(obs["observation_joinid"].astype(str).to_numpy(), name=None)
     var = query.var().concat().to_pandas().sort_values("soma_joinid", kind="stable")
     var.index = pd.Index(var["feature_id"].astype(str).to_numpy(), name=None)
     return obs, var
 
 
+def _block_stats(csr: sp.csr_matrix, first_row: int, keys: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    return x_cell_summary(csr, first_row), cell_fingerprints(csr, keys)
+
+
 def _stream_x(query: soma.ExperimentAxisQuery, obs: pd.DataFrame, var: pd.DataFrame, out: Path,
               block_cells: int, progress: bool | None) -> tuple[pd.DataFrame, np.ndarray]:
-    """Write obs/var/X to ``out`` block by block; return the X summary and fingerprints."""
+    """Write obs/var/X to ``out`` block by block; return the X summary and fingerprints.
+
+    Three things overlap: tiledbsoma prefetches block i+1 (``eager``), a worker
+    thread summarises and fingerprints block i (numpy releases the GIL), and
+    the main thread appends block i to the h5ad. At most two blocks are held.
+    """
     keys = gene_keys(var.index.to_numpy())
-    summaries, fingerprints = [], []
+    stats: list[tuple[pd.DataFrame, np.ndarray]] = []
     n_blocks = -(-len(obs) // block_cells)
     blocks = query.X("raw").blockwise(axis=0, size=block_cells, eager=True).scipy()
-    with h5py.File(out, "w") as f:
+    with h5py.File(out, "w") as f, ThreadPoolExecutor(max_workers=1) as worker:
         ad.io.write_elem(f, "obs", obs)
         ad.io.write_elem(f, "var", var)
         for elem in ("obsm", "varm", "obsp", "varp", "layers", "uns"):
             ad.io.write_elem(f, elem, {})
         expected = obs["soma_joinid"].to_numpy()
-        done = 0
-        x = None
+        done, x, pending = 0, None, None
         for csr, (obs_joinids, _var_joinids) in tqdm(blocks, total=n_blocks, unit="block", desc="curating X",
                                                      disable=None if progress is None else not progress):
             if not np.array_equal(obs_joinids, expected[done:done + len(obs_joinids)]):
                 msg = "Census returned X blocks out of obs order; cannot stream safely."
                 raise SourceError(msg)
             csr = sp.csr_matrix(csr, dtype=np.float32)
-            names = obs.index[done:done + csr.shape[0]]
-            summaries.append(x_cell_summary(csr, names))
-            fingerprints.append(cell_fingerprints(csr, keys))
+            if pending is not None:
+                stats.append(pending.result())
+            pending = worker.submit(_block_stats, csr, done, keys)
             if x is None:
                 ad.io.write_elem(f, "X", csr)
                 x = ad.io.sparse_dataset(f["X"])
             else:
                 x.append(csr)
             done += csr.shape[0]
+        if pending is not None:
+            stats.append(pending.result())
         if done != len(obs):
             msg = f"Census returned {done} rows of X for {len(obs)} cells."
             raise SourceError(msg, hint="The source may be corrupt; rebuild the mirror.")
-    return pd.concat(summaries), np.concatenate(fingerprints)
+    return pd.concat([s for s, _ in stats]), np.concatenate([fp for _, fp in stats])
 
 
 def _label_maps(project: Project, card: DatasetCard) -> dict[str, dict[str, str]]:

@@ -27,9 +27,10 @@ def validation_report(report: ValidationReport) -> None:
     groups: dict[tuple[str, str, str], list] = {}
     for f in report.failures:
         groups.setdefault((f.component, f.column, f.check), []).append(f)
-    table(f"{len(report.failures)} validation failure(s) in {report.target}",
-          ["component", "column", "check", "failures", "examples (value @ index)"],
-          ((*key, len(items), "; ".join(f"{f.failure_case!s:.40} @ {f.index}" for f in items[:3]))
+    table(f"{report.summary} in {report.target}",
+          ["component", "column", "check", "rows", "examples (value @ first row, rows)"],
+          ((*key, sum(f.n_rows for f in items),
+            "; ".join(f"{f.failure_case!s:.40} @ {f.index} ({f.n_rows})" for f in items[:3]))
            for key, items in groups.items()))
 
 

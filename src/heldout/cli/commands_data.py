@@ -96,7 +96,7 @@ def validate(path: Path, as_json: bool, report_path: Path | None) -> None:
     else:
         _render.validation_report(report)
     if not report.ok:
-        raise ValidationFailed(f"{path}: {len(report.failures)} validation failure(s).")
+        raise ValidationFailed(f"{path}: {report.summary}.")
 
 
 COMMANDS = [mirror, curate, validate]

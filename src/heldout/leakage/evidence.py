@@ -22,7 +22,7 @@ import tiledbsoma as soma
 from heldout.cards.model import Corpus, Documentation
 from heldout.census import experiment, open_census
 from heldout.errors import HeldoutError
-from heldout.leakage.fingerprint import cell_fingerprints, gene_keys
+from heldout.leakage.fingerprint import cell_fingerprints, from_columns, gene_keys
 
 Status = Literal["overlap", "clean", "unresolved"]
 BLOCK_CELLS = 50_000
@@ -67,13 +67,6 @@ def normalise_reference(text: str) -> set[str]:
     return found
 
 
-def fingerprints_from_hex(hexes: pd.Series) -> np.ndarray:
-    values = hexes.to_numpy(dtype=str)
-    lane0 = np.array([int(h[:16], 16) for h in values], dtype=np.uint64)
-    lane1 = np.array([int(h[16:], 16) for h in values], dtype=np.uint64)
-    return np.stack([lane0, lane1], axis=1) if len(values) else np.zeros((0, 2), dtype=np.uint64)
-
-
 def eval_from_tables(*, name: str, version: str | None, organism: str, census_version: str,
                      sources: list[dict], fingerprints: pd.DataFrame) -> EvalData:
     refs: set[str] = set()
@@ -85,7 +78,7 @@ def eval_from_tables(*, name: str, version: str | None, organism: str, census_ve
         collection_ids=frozenset(s["collection_id"] for s in sources if s.get("collection_id")),
         references=frozenset(refs),
         donors=frozenset((fingerprints["dataset_id"].astype(str) + "::" + fingerprints["donor_id"].astype(str))),
-        fingerprints=fingerprints_from_hex(fingerprints["fingerprint"]))
+        fingerprints=from_columns(fingerprints))
 
 
 class FingerprintMatcher:
