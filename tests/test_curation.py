@@ -114,3 +114,15 @@ def test_open_census_reads_the_same_cells_as_uri(mirror_root: Path) -> None:
         oa = cellxgene_census.get_obs(a, "Mus musculus", column_names=["soma_joinid"])
         ob = cellxgene_census.get_obs(b, "Mus musculus", column_names=["soma_joinid"])
     assert oa.equals(ob)
+
+
+def test_cli_missing_or_partial_mirror_is_a_clear_error(project: Project, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from heldout.cli import cli
+    from heldout.errors import SourceError
+
+    result = CliRunner().invoke(cli, ["curate", "glioma-tirosh2016", "--mirror", str(tmp_path / "none")])
+    assert result.exit_code == SourceError.exit_code
+    assert "No mini-Census at" in result.output and "heldout mirror build" in result.output
+    assert "Traceback" not in result.output
