@@ -35,7 +35,7 @@ test: lint
 	$(BIN)/python -m pytest
 
 bench: $(HELDOUT)
-	$(BIN)/python benchmarks/run_all.py
+	cd benchmarks && for b in bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf demo mirror data results
