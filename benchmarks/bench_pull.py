@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     WORK.mkdir(exist_ok=True)
-    reg = args.registry or registry()
+    reg = (args.registry or registry()).resolve()
     import yaml
 
     manifest = yaml.safe_load((reg / "registry" / "releases" / "v1.yaml").read_text())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,10 +47,27 @@ def _registry(registry: str | Path | None) -> str:
     return str(registry) if registry else str(find_project().root)
 
 
-def _read(registry: str, path: str, rev: str | None = None) -> dict:
-    import dvc.api
+def _read_local(registry: Path, path: str, rev: str | None) -> str:
+    """A git-tracked file of a local registry: the working tree (no rev) or ``git show rev:path``.
 
+    The same result as ``dvc.api.read`` for files git tracks, without opening a DVC repo.
+    """
+    if rev is None:
+        return (registry / path).read_text()
+    proc = subprocess.run(["git", "-C", str(registry), "show", f"{rev}:{path}"], capture_output=True, text=True,
+                          check=False)
+    if proc.returncode != 0:
+        raise FileNotFoundError(proc.stderr.strip())
+    return proc.stdout
+
+
+def _read(registry: str, path: str, rev: str | None = None) -> dict:
     try:
+        local = Path(registry)
+        if (local / ".git").exists():
+            return yaml.safe_load(_read_local(local, path, rev))
+        import dvc.api
+
         return yaml.safe_load(dvc.api.read(path, repo=registry, rev=rev))
     except FileNotFoundError:
         msg = f"{registry} has no {path}{f' at {rev}' if rev else ''}."

@@ -32,10 +32,8 @@ import heldout
 from heldout._files import read_yaml, sha256_file, write_yaml_atomic
 from heldout.cards._base import FrozenRecord, parse_card
 from heldout.cards.dataset import SourceDataset, load_dataset_card
-from heldout.curation import artifact_paths
 from heldout.errors import ReleaseError, unknown_choice
 from heldout.project import Project, find_project
-from heldout.splits import check_split
 
 VERSION_PATTERN = r"^v\d+(\.\d+){0,2}$"
 TAG_PREFIX = "release/"
@@ -158,6 +156,9 @@ def _dataset_release(project: Project, name: str) -> DatasetRelease:
     import json
 
     import pandas as pd
+
+    from heldout.curation import artifact_paths  # heavy (anndata, tiledbsoma): only releases need them
+    from heldout.splits import check_split
 
     card = load_dataset_card(name, project.registry)
     h5ad, lock_path, fp_path = artifact_paths(project, name)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
-from heldout.validation import ValidationReport
+if TYPE_CHECKING:  # importing validation pulls in anndata/pandera: keep `heldout --help` fast
+    from heldout.validation import ValidationReport
 
 console = Console(highlight=False, soft_wrap=True)
 
