@@ -118,7 +118,7 @@ def obs_table(p: Placed) -> pd.DataFrame:
                         "dataset_id": p.dataset_id})
     for term in OBS_TERMS:
         obs[term] = ds.obs[term].to_numpy(dtype=str)
-        obs[term.removesuffix("_ontology_term_id")] = [term_label(t) for t in obs[term]]
+        obs[term.removesuffix("_ontology_term_id")] = obs[term].map({t: term_label(t) for t in obs[term].unique()})
     obs["donor_id"] = ds.obs["donor_id"].to_numpy(dtype=str)
     obs["is_primary_data"] = ds.primary
     obs["observation_joinid"] = observation_joinids(p.dataset_id, ds.obs["barcode"])

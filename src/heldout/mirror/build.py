@@ -28,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import scipy.sparse as sp
 import tiledbsoma as soma
+from tqdm.auto import tqdm
 
 import heldout
 from heldout._files import write_json_atomic, write_text_atomic
@@ -155,7 +156,7 @@ def _write_experiment(data: soma.Collection, organism: str, var: pd.DataFrame, p
     normalized = layers.add_new_sparse_ndarray("normalized", type=pa.float32(), shape=shape,
                                                platform_config=X_PLATFORM_CONFIG)
     raw_writer, norm_writer = CooWriter(raw, pa.float32()), CooWriter(normalized, pa.float32())
-    for p in placed:
+    for p in tqdm(placed, desc=f"{organism} X", unit="dataset", disable=None if len(placed) > 1 else True):
         for rows, cols, counts, norm in assemble.x_coo(p):
             raw_writer.add(rows, cols, counts)
             norm_writer.add(rows, cols, norm)
