@@ -133,3 +133,15 @@ def test_source_datasets_are_real_and_described() -> None:
     # counts recovered from log1p(CP10k) x n_counts: positive integers, ones being the most common value
     values, freq = np.unique(pbmc.counts.data, return_counts=True)
     assert values.min() >= 1 and np.all(values == np.rint(values)) and values[np.argmax(freq)] == 1
+
+
+def test_first_build_without_the_package_index_is_a_clear_error(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HELDOUT_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")  # nothing listens on port 9
+    monkeypatch.setenv("PIP_FIND_LINKS", "")
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    with pytest.raises(SourceError, match=r"Could not download infercnvpy==0\.6\.1") as info:
+        build_mirror(tmp_path / "m", sources=["oligodendroglioma-tirosh2016"])
+    assert "needs PyPI" in info.value.hint
+    assert not (tmp_path / "m").exists()
