@@ -78,6 +78,11 @@ class Placed:
     first_obs: int
     var_joinids: np.ndarray  # experiment var soma_joinid of each counts column
 
+    @functools.cached_property
+    def cells_per_gene(self) -> np.ndarray:
+        """Cells with a stored count, per counts column (feeds var ``nnz`` and the presence matrix)."""
+        return np.bincount(self.source.counts.indices, minlength=self.source.counts.shape[1])
+
 
 def synthetic_copy(ds: SourceDataset, copy: int, *, keep: float = 0.8) -> SourceDataset:
     """A SYNTHETIC copy of ``ds`` for scale tests: counts binomially thinned, new ids everywhere."""
@@ -160,7 +165,7 @@ def presence(placed: list[Placed]) -> tuple[np.ndarray, np.ndarray]:
     """(dataset joinid, var joinid) pairs where the gene has a count > 0 in the dataset."""
     rows, cols = [], []
     for p in placed:
-        present = np.flatnonzero(np.bincount(p.source.counts.indices, minlength=p.source.counts.shape[1]) > 0)
+        present = np.flatnonzero(p.cells_per_gene > 0)
         cols.append(p.var_joinids[present])
         rows.append(np.full(len(present), p.dataset_joinid, dtype=np.int64))
     return np.concatenate(rows), np.concatenate(cols).astype(np.int64)
@@ -171,7 +176,7 @@ def var_stats(var: pd.DataFrame, placed: list[Placed]) -> pd.DataFrame:
     nnz = np.zeros(len(var), dtype=np.int64)
     measured = np.zeros(len(var), dtype=np.int64)
     for p in placed:
-        np.add.at(nnz, p.var_joinids, np.bincount(p.source.counts.indices, minlength=p.source.counts.shape[1]))
+        np.add.at(nnz, p.var_joinids, p.cells_per_gene)
         measured[p.var_joinids] += p.source.counts.shape[0]
     return var.assign(nnz=nnz, n_measured_obs=measured)[VAR_COLUMNS]
 
