@@ -41,7 +41,7 @@ def audit(models: tuple[str, ...], manifest: Path | None, datasets: tuple[str, .
     results = audit_project(model_names=list(models) or None, manifest=manifest, release=release,
                             registry=registry, datasets=list(datasets) or None, mirror_root=mirror_root)
     _render.table("leakage audit", ["model", "dataset", "tier", "evidence"], (
-        (r.model, f"{r.dataset}@{r.version}" if r.version else r.dataset,
+        (r.model + (" (user card)" if r.user_supplied else ""), f"{r.dataset}@{r.version}" if r.version else r.dataset,
          f"[{TIER_STYLE[r.tier.value]}]{r.tier.value}[/]", r.reason) for r in results))
     if json_path:
         write_json(results, json_path)
@@ -82,6 +82,7 @@ def evaluate(dataset: str, task: str, model: str, embeddings: Path, ids: Path | 
     result = run(dataset=dataset, task=task, model=model, embeddings=embeddings, ids=ids, obsm_key=obsm_key,
                  model_card=model_card, registry=registry, mirror_root=mirror_root, results_dir=results_dir)
     tier = f"[{TIER_STYLE[result.tier]}]{result.tier}[/]" + (" (flagged)" if result.gray_flag else "")
+    tier += " (user-supplied card)" if result.model_card_source == "user" else ""
     _render.table(f"{result.task} on {result.dataset}@{result.dataset_version}: {result.model} ({tier})",
                   ["metric", result.model, "simple baseline", "random baseline"],
                   ((m, f"{v:.4f}", f"{result.scores['simple'][m]:.4f}", f"{result.scores['random'][m]:.4f}")
@@ -94,12 +95,20 @@ def evaluate(dataset: str, task: str, model: str, embeddings: Path, ids: Path | 
               show_default=True, help="Results folder holding results.jsonl.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write an HTML report (with a PNG of the bars beside it).")
-def report(results_dir: Path, out: Path | None) -> None:
-    """Comparison table (and plots) of every evaluation result vs the baselines."""
-    from heldout.evaluation.report import html_report, load_results
-    from heldout.evaluation.run import RESULTS_TABLE
+@click.option("--registry", default=None, help="Registry repo (path or git URL) holding the releases evaluated.")
+@MIRROR_OPTION
+def report(results_dir: Path, out: Path | None, registry: str | None, mirror_root: Path | None) -> None:
+    """Comparison table (and plots) of every evaluation result vs the baselines.
 
-    frame = load_results(results_dir / RESULTS_TABLE)
+    Tiers are recomputed from the registry's model cards and the eval data, never
+    read from the results file: a result whose file claims another tier shows both.
+    """
+    from heldout.evaluation.report import html_report, load_results, read_records
+    from heldout.evaluation.run import RESULTS_TABLE, recheck_tiers
+
+    table = results_dir / RESULTS_TABLE
+    tiers = recheck_tiers(read_records(table), registry=registry, mirror_root=mirror_root)
+    frame = load_results(table, tiers)
     _render.table("evaluation results", ["dataset", "task", "model", "tier", "metric", "model", "simple", "random"],
                   ((r.dataset, r.task, r.model, r.tier, r.metric, f"{r.model_score:.4f}", f"{r.simple:.4f}",
                     f"{r.random:.4f}") for r in frame.itertuples()))

@@ -5,28 +5,54 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from heldout._files import atomic_path, write_text_atomic
 from heldout.errors import EvaluationError
 
+if TYPE_CHECKING:
+    from heldout.evaluation.run import Recheck
+
 BASELINES = ("simple", "random")
 
 
-def load_results(table: Path) -> pd.DataFrame:
-    """Latest result per (dataset, version, task, model), one row per metric."""
+def read_records(table: Path) -> list[dict]:
+    """Every result line of ``results.jsonl``, as written by ``heldout evaluate``."""
     if not table.exists():
         msg = f"No results at {table}."
         raise EvaluationError(msg, hint="Run `heldout evaluate` first.")
-    rows = []
-    for line in table.read_text().splitlines():
+    records = []
+    for number, line in enumerate(table.read_text().splitlines(), start=1):
         if not line.strip():
             continue
-        r = json.loads(line)
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            msg = f"{table}, line {number}, is not a JSON result: {exc.msg}."
+            raise EvaluationError(msg, hint="results.jsonl is written by `heldout evaluate`; do not edit it.") from None
+    return records
+
+
+def load_results(table: Path, tiers: dict[tuple[str, str, str], Recheck] | None = None) -> pd.DataFrame:
+    """Latest result per (dataset, version, task, model), one row per metric.
+
+    ``tiers`` maps (model, dataset, version) to the tier recomputed by
+    :func:`heldout.evaluation.run.recheck_tiers`; the tier written in the file
+    is shown only as what the file claimed, never as the tier.
+    """
+    rows = []
+    for r in read_records(table):
+        claimed = r.get("tier", "?")
+        recheck = (tiers or {}).get((r["model"], r["dataset"], r["dataset_version"]))
+        tier = recheck.tier if recheck else "unverified"
+        label = tier + (" (user card)" if recheck and recheck.card_source == "user" else "")
+        if tier != claimed:
+            label += f" (file claimed {claimed})"
         for metric, value in r["scores"]["model"].items():
             rows.append({"dataset": f"{r['dataset']}@{r['dataset_version']}", "task": r["task"], "model": r["model"],
-                         "tier": r["tier"] + (" (flagged)" if r["gray_flag"] else ""), "metric": metric,
+                         "tier": label, "metric": metric,
                          "model_score": value, **{b: r["scores"][b][metric] for b in BASELINES}})
     frame = pd.DataFrame(rows)
     return frame.drop_duplicates(["dataset", "task", "model", "metric"], keep="last").reset_index(drop=True)

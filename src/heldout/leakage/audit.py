@@ -17,7 +17,7 @@ from heldout._files import atomic_path, read_yaml, write_json_atomic, write_text
 from heldout.cards.dataset import list_dataset_cards
 from heldout.cards.model import ModelCard, list_model_cards, load_model_card
 from heldout.curation import artifact_paths
-from heldout.errors import HeldoutError
+from heldout.errors import HeldoutError, UsageError
 from heldout.leakage.evidence import EvalData, eval_from_tables, evidence_for
 from heldout.leakage.tiers import Tier, TierResult, assign_tier
 from heldout.project import Project, find_project
@@ -52,15 +52,26 @@ def eval_from_release(version: str, *, registry: str | Path | None = None,
     return out
 
 
-def audit(models: list[ModelCard], evals: list[EvalData], *,
-          mirror_root: str | Path | None = None) -> list[TierResult]:
+def audit(models: list[ModelCard], evals: list[EvalData], *, mirror_root: str | Path | None = None,
+          user_supplied: bool = False) -> list[TierResult]:
     """Tier every (model, eval dataset) pairing; evidence for every corpus of every model."""
     results = []
     for model in models:
         per_corpus = [evidence_for(corpus, evals, mirror_root=mirror_root) for corpus in model.corpora]
         for i, data in enumerate(evals):
-            results.append(assign_tier(model.name, data.name, data.version, [ev[i] for ev in per_corpus]))
+            tier = assign_tier(model.name, data.name, data.version, [ev[i] for ev in per_corpus])
+            results.append(dataclasses.replace(tier, user_supplied=user_supplied))
     return results
+
+
+def load_user_card(path: Path, registry: Path) -> ModelCard:
+    """A card file from the user: audited under its own name, which must not be a registry model's."""
+    card = load_model_card(path, registry)
+    if card.name in list_model_cards(registry):
+        msg = f"The card {path} uses the name {card.name!r}, which belongs to a registry model."
+        raise UsageError(msg, hint=f"Registry models are audited with their registry card only (`heldout audit "
+                                   f"--model {card.name}`); give your own card a name of its own.")
+    return card
 
 
 def audit_project(*, model_names: list[str] | None = None, manifest: Path | None = None,
@@ -70,7 +81,7 @@ def audit_project(*, model_names: list[str] | None = None, manifest: Path | None
     """The `heldout audit` entry: pick models (or a corpus manifest) and eval datasets, then audit."""
     project = project or find_project()
     if manifest is not None:
-        models = [load_model_card(manifest, project.registry)]
+        models = [load_user_card(manifest, project.registry)]
     else:
         names = model_names or list_model_cards(project.registry)
         models = [load_model_card(n, project.registry) for n in names]
@@ -79,7 +90,7 @@ def audit_project(*, model_names: list[str] | None = None, manifest: Path | None
     else:
         names = datasets or list_dataset_cards(project.registry)
         evals = [eval_from_curated(project, n) for n in names]
-    return audit(models, evals, mirror_root=mirror_root)
+    return audit(models, evals, mirror_root=mirror_root, user_supplied=manifest is not None)
 
 
 def to_json(results: list[TierResult]) -> list[dict]:
@@ -123,8 +134,8 @@ def markdown_report(results: list[TierResult], path: Path) -> Path:
     heatmap(results, png)
     lines = ["# heldout leakage audit", "", f"![tiers]({png.name})", "",
              "| model | dataset | version | tier | why |", "|---|---|---|---|---|"]
-    lines += [f"| {r.model} | {r.dataset} | {r.version or 'curated'} | **{r.tier.value}** | {r.reason} |"
-              for r in results]
+    lines += [f"| {r.model}{' (user card)' if r.user_supplied else ''} | {r.dataset} | {r.version or 'curated'} | "
+              f"**{r.tier.value}** | {r.reason} |" for r in results]
     lines += ["", "## Evidence per corpus", ""]
     for r in results:
         lines.append(f"### {r.model} x {r.dataset}: {r.tier.value}")

@@ -30,6 +30,7 @@ class TierResult:
     tier: Tier
     reason: str
     evidence: tuple[CorpusEvidence, ...]
+    user_supplied: bool = False  # the card came from the user, not the registry
 
 
 def assign_tier(model: str, dataset: str, version: str | None, evidence: list[CorpusEvidence]) -> TierResult:
