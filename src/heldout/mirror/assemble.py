@@ -54,7 +54,7 @@ def observation_joinids(dataset_id: str, barcodes: pd.Series) -> np.ndarray:
 
 
 @functools.cache
-def _ontology() -> object:
+def ontology() -> object:
     from cellxgene_ontology_guide.ontology_parser import OntologyParser
 
     return OntologyParser()
@@ -65,7 +65,7 @@ def term_label(term_id: str) -> str:
     """The ontology label of a term id (``unknown``/``na`` stay as they are)."""
     if term_id in SPECIAL_TERMS:
         return SPECIAL_TERMS[term_id]
-    return _ontology().get_term_label(term_id)
+    return ontology().get_term_label(term_id)
 
 
 @dataclass(frozen=True)
@@ -129,8 +129,10 @@ def obs_table(p: Placed) -> pd.DataFrame:
     obs["observation_joinid"] = observation_joinids(p.dataset_id, ds.obs["barcode"])
     obs["suspension_type"] = ds.obs["suspension_type"].to_numpy(dtype=str)
     obs["tissue_type"] = ds.obs["tissue_type"].to_numpy(dtype=str)
-    obs["tissue_general"] = obs["tissue"]  # blood and brain are their own UBERON high-level terms
-    obs["tissue_general_ontology_term_id"] = obs["tissue_ontology_term_id"]
+    # A source names its high-level tissue when it differs (islet -> pancreas); blood and brain are their own.
+    general = ds.obs.get("tissue_general_ontology_term_id", ds.obs["tissue_ontology_term_id"]).to_numpy(dtype=str)
+    obs["tissue_general_ontology_term_id"] = general
+    obs["tissue_general"] = pd.Series(general).map({t: term_label(t) for t in set(general)}).to_numpy()
     nnz = np.diff(x.indptr).astype(np.int64)
     raw_sum = np.asarray(x.sum(axis=1), dtype=np.float64).ravel()
     sq = np.asarray(x.multiply(x).sum(axis=1), dtype=np.float64).ravel()

@@ -103,6 +103,7 @@ def build_mirror(root: str | Path, *, version: str = DEFAULT_VERSION, sources: l
     try:
         result = _write_version(stage, version, datasets, write_h5ads, say)
         (stage / "README.md").write_text(_version_readme(version, datasets))
+        _write_unmapped_genes(stage / "unmapped_genes", datasets)
         os.replace(stage, final)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
@@ -233,12 +234,22 @@ def _write_release_directory(root: Path, directory: dict, version: str, lts: boo
                       + "\n".join(p.read_text() for p in readmes))
 
 
+def _write_unmapped_genes(folder: Path, datasets: list[sources.SourceDataset]) -> None:
+    """One TSV per source: every gene name the source has that did not become a var row, and why."""
+    folder.mkdir()
+    for d in datasets:
+        if d.unmapped_genes and not d.title.startswith("[SYNTHETIC"):
+            rows = "".join(f"{name}\t{reason}\n" for name, reason in d.unmapped_genes.items())
+            (folder / f"{d.key}.tsv").write_text("source_gene\treason\n" + rows)
+
+
 def _version_readme(version: str, datasets: list[sources.SourceDataset]) -> str:
-    lines = [f"## Census version {version}\n", "| dataset_id | title | organism | cells | licence | from |",
-             "|---|---|---|---|---|---|"]
+    lines = [f"## Census version {version}\n",
+             "| dataset_id | title | organism | cells | genes kept (unmapped) | licence | from |",
+             "|---|---|---|---|---|---|---|"]
     for d in datasets:
         lines.append(f"| {assemble.dataset_id_for(d.key)} | {d.title} | {d.organism} | {d.counts.shape[0]:,} | "
-                     f"{d.license} | {d.origin} |")
+                     f"{d.counts.shape[1]:,} ({len(d.unmapped_genes):,}) | {d.license} | {d.origin} |")
     lines.append("\nWhat each source does not state, and how its values were derived:\n")
     real = [d for d in datasets if not d.title.startswith("[SYNTHETIC")]
     lines += [f"- **{d.title}** ({d.citation}): {d.notes}" for d in real]

