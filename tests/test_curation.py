@@ -15,6 +15,7 @@ from heldout._files import sha256_file
 from heldout.cards.dataset import load_dataset_card
 from heldout.census import open_census
 from heldout.curation import artifact_paths, curate
+from heldout.leakage.universe import GeneUniverse
 from heldout.errors import CardError
 from heldout.mirror.build import DEFAULT_VERSION
 from heldout.project import Project
@@ -24,7 +25,7 @@ from heldout.validation import validate_h5ad
 @pytest.mark.parametrize("name", ["glioma-tirosh2016", "pbmc-blood", "mouse-brain-10k"])
 def test_curated_cells_equal_direct_tiledbsoma_read(curated: Project, mirror_root: Path, name: str) -> None:
     card = load_dataset_card(name, curated.registry)
-    h5ad, _, _ = artifact_paths(curated, name)
+    h5ad = artifact_paths(curated, name).h5ad
     adata = ad.read_h5ad(h5ad)
     uri = mirror_root / "cell-census" / DEFAULT_VERSION / "soma" / "census_data" / card.census.organism.value
     with soma.Experiment.open(str(uri)) as exp, exp.axis_query(
@@ -38,15 +39,19 @@ def test_curated_cells_equal_direct_tiledbsoma_read(curated: Project, mirror_roo
 
 
 def test_lock_records_what_was_resolved(curated: Project) -> None:
-    _, lock_path, fp_path = artifact_paths(curated, "glioma-tirosh2016")
+    paths = artifact_paths(curated, "glioma-tirosh2016")
+    lock_path, fp_path = paths.lock, paths.fingerprints
     lock = yaml.safe_load(lock_path.read_text())
     assert lock["census_version"] == DEFAULT_VERSION and lock["census_source"] == "mirror"
     assert (lock["n_cells"], lock["n_donors"]) == (184, 5)
     assert lock["h5ad_sha256"] == sha256_file(artifact_paths(curated, "glioma-tirosh2016")[0])
     assert "is_primary_data == True" in lock["obs_value_filter"]
     fps = pd.read_parquet(fp_path)
-    assert len(fps) == 184 and list(fps.columns[-2:]) == ["fingerprint_0", "fingerprint_1"]
+    assert len(fps) == 184 and {"fingerprint_0", "fingerprint_1", "sketch", "n_genes", "band_0"} <= set(fps.columns)
     assert str(fps["fingerprint_0"].dtype) == "uint64" and fps[["fingerprint_0", "fingerprint_1"]].any(axis=1).all()
+    assert (fps["n_genes"] >= 20).all() and len(fps["sketch"].iloc[0]) == 32
+    universe = GeneUniverse.read(paths.genes)  # the genes the source dataset measured
+    assert list(universe.measured) == list(fps["dataset_id"].unique()) and universe.measured[fps["dataset_id"][0]].sum() > 8000
 
 
 def test_label_harmonisation_from_curation_folder(curated: Project) -> None:
@@ -101,8 +106,7 @@ def test_invalid_data_is_refused_before_writing(project: Project, mirror_root: P
             curate("glioma-tirosh2016", project=project, mirror_root=mirror_root, progress=False)
     finally:
         load_schema.cache_clear()
-    h5ad, lock, fps = artifact_paths(project, "glioma-tirosh2016")
-    assert not h5ad.exists() and not lock.exists() and not fps.exists()
+    assert not any(path.exists() for path in artifact_paths(project, "glioma-tirosh2016"))
     assert not [p for p in project.curated.iterdir() if p.name.startswith(".")]
 
 

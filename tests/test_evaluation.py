@@ -107,7 +107,7 @@ def test_red_pairing_is_refused_and_nothing_written(curated: Project, registry: 
     result = CliRunner().invoke(cli, [
         "evaluate", "--dataset", "glioma-tirosh2016@curated", "--task", "glioma-annotation",
         "--model", "mirror-glioma-finetuned", "--model-card", str(FIXTURES / "mirror-glioma-finetuned.yaml"),
-        "--embeddings", str(glioma_pca), "--results", str(tmp_path), "--mirror", str(mirror_root)])
+        "--embeddings", str(glioma_pca), "--results", str(tmp_path), "--mirror", str(mirror_root), "--rescan"])
     assert result.exit_code == LeakageRefused.exit_code, result.output
     assert "is RED" in result.output and "task-training corpus 'glioma-labels'" in result.output
     assert not (tmp_path / RESULTS_TABLE).exists()

@@ -118,7 +118,7 @@ def test_report_recomputes_tiers_and_ignores_an_edited_results_file(registry: Pr
                   model_card=yaml.safe_load(_green_card(tmp_path, GRAY_REGISTRY_MODEL).read_text()))
     table.write_text(json.dumps(record) + "\n")  # a submitter edits the file to claim GREEN
     tiers = recheck_tiers(read_records(table), project=Project(REPO), registry=registry.root)
-    assert tiers == {(GRAY_REGISTRY_MODEL, "glioma-tirosh2016", "v1"): Recheck("GRAY", "registry")}
+    assert tiers == {(GRAY_REGISTRY_MODEL, "glioma-tirosh2016", "v1", "glioma-annotation"): Recheck("GRAY", "registry")}
     report = CliRunner().invoke(cli, ["report", "--results", str(tmp_path / "res"), "--registry", str(registry.root)])
     assert report.exit_code == 0, report.output
     cells = _table_text(report.output)
@@ -138,7 +138,7 @@ def test_red_is_refused_for_a_user_card_too(curated: Project, registry: Project,
         "evaluate", "--dataset", "glioma-tirosh2016@v1", "--task", "glioma-annotation",
         "--model", "mirror-glioma-finetuned", "--model-card", str(FIXTURES / "mirror-glioma-finetuned.yaml"),
         "--embeddings", str(embeddings), "--registry", str(registry.root), "--results", str(tmp_path / "res"),
-        "--mirror", str(mirror_root)])
+        "--mirror", str(mirror_root), "--rescan"])
     assert result.exit_code == LeakageRefused.exit_code, result.output
     assert "(user-supplied card)" in result.output and "is RED" in result.output
     assert not (tmp_path / "res").exists()

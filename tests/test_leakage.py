@@ -1,122 +1,270 @@
-"""Leakage tiers: every tier, every documentation kind, content-level duplicates, Dask path."""
+"""Leakage tiers from recorded corpora: every documentation kind, per-split tiers, content evidence on real cells."""
 
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import anndata as ad
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import yaml
 from click.testing import CliRunner
 
 from heldout.cards.model import ModelCard, load_model_card
 from heldout.cli import cli
+from heldout.corpora.manifest import read_manifest
+from heldout.corpora.model_corpora import record_model_corpora
+from heldout.curation import artifact_paths, curate
 from heldout.leakage.audit import audit, eval_from_curated, markdown_report
-from heldout.leakage.evidence import FingerprintMatcher
-from heldout.leakage.fingerprint import cell_fingerprints, gene_keys
+from heldout.leakage.fingerprint import MIN_GENES, cell_fingerprints, gene_keys, signatures
+from heldout.leakage.matching import EvalIndex, match_corpus
 from heldout.leakage.tiers import Tier
 from heldout.mirror import sources
 from heldout.mirror.assemble import dataset_id_for
 from heldout.mirror.build import build_mirror
 from heldout.project import Project
+from heldout.splits import split_dataset
+from tests.conftest import make_project
 
 FIXTURES = Path(__file__).parent / "data" / "models"
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _model(name: str) -> ModelCard:
-    return load_model_card(FIXTURES / f"{name}.yaml", REPO / "registry")
+EVAL_NAMES = ("glioma-tirosh2016", "pbmc-blood", "mouse-brain-10k", "baron-pancreas-human")
 
 
 @pytest.fixture(scope="module")
-def evals(curated: Project) -> dict:
-    return {n: eval_from_curated(curated, n) for n in ("glioma-tirosh2016", "pbmc-blood", "mouse-brain-10k")}
+def leak(tmp_path_factory: pytest.TempPathFactory, mirror_root: Path) -> Project:
+    """A project with the fixture model cards, their Census corpora recorded, and every eval set curated."""
+    project = make_project(tmp_path_factory.mktemp("leak"))
+    for card in FIXTURES.glob("*.yaml"):
+        shutil.copy(card, project.registry / "models" / card.name)
+    for name in EVAL_NAMES:
+        curate(name, project=project, mirror_root=mirror_root, progress=False)
+        split_dataset(name, project=project)
+    for model in ("mirror-brain-pretrained", "mirror-glioma-finetuned"):
+        record_model_corpora(model, project=project, mirror_root=mirror_root, partition_cells=1500)
+    return project
 
 
-def _tiers(model: ModelCard, evals: dict, mirror_root: Path) -> dict[str, Tier]:
-    return {r.dataset: r.tier for r in audit([model], list(evals.values()), mirror_root=mirror_root)}
+@pytest.fixture(scope="module")
+def evals(leak: Project) -> dict:
+    return {n: eval_from_curated(leak, n) for n in EVAL_NAMES}
 
 
-def test_census_filter_yellow_and_green_with_three_levels(evals: dict, mirror_root: Path) -> None:
-    [glioma, blood, mouse] = audit([_model("mirror-brain-pretrained")], list(evals.values()), mirror_root=mirror_root)
-    assert glioma.tier is Tier.YELLOW
+def _card(project: Project, name: str) -> ModelCard:
+    return load_model_card(name, project.registry)
+
+
+def _tiers(project: Project, model: str, evals: dict, mirror_root: Path, **kw: object) -> dict[str, Tier]:
+    results = audit([_card(project, model)], list(evals.values()), mirror_root=mirror_root,
+                    project_root=project.root, **kw)
+    return {r.dataset: r.tier for r in results}
+
+
+def test_recorded_census_corpus_decides_with_three_levels(leak: Project, evals: dict, mirror_root: Path) -> None:
+    glioma, blood, mouse, baron = audit([_card(leak, "mirror-brain-pretrained")], list(evals.values()),
+                                        mirror_root=mirror_root, project_root=leak.root)
+    assert glioma.tier is Tier.YELLOW and blood.tier is Tier.GREEN and baron.tier is Tier.GREEN
+    assert mouse.tier is Tier.GREEN
     [ev] = glioma.evidence
     assert ev.dataset_ids == (dataset_id_for("oligodendroglioma-tirosh2016"),)
-    assert len(ev.donors) == 5 and ev.cells == 184 and ev.cell_fraction == 1.0
-    assert blood.tier is Tier.GREEN and blood.evidence[0].cells == 0
-    assert mouse.tier is Tier.GREEN and "different Census experiments" in mouse.evidence[0].reason
+    assert len(ev.donors) == 5 and ev.exact_cells == 184 and ev.cells == 184
+    assert "recorded manifest" in ev.reason and ev.levels["exact"] == "checked"
+    assert glioma.splits == {"train": "YELLOW", "validation": "YELLOW", "test": "YELLOW"}
 
 
-def test_task_training_overlap_is_red(evals: dict, mirror_root: Path) -> None:
-    tiers = _tiers(_model("mirror-glioma-finetuned"), evals, mirror_root)
+def test_task_training_overlap_is_red(leak: Project, evals: dict, mirror_root: Path) -> None:
+    tiers = _tiers(leak, "mirror-glioma-finetuned", evals, mirror_root)
     assert tiers["glioma-tirosh2016"] is Tier.RED
-    assert tiers["pbmc-blood"] is Tier.YELLOW  # pretrained on blood, not task-trained on it
+    assert tiers["pbmc-blood"] is Tier.YELLOW and tiers["baron-pancreas-human"] is Tier.YELLOW
+    assert tiers["mouse-brain-10k"] is Tier.GREEN  # a human corpus has no mouse cells
 
 
-def test_dataset_id_list(evals: dict, mirror_root: Path) -> None:
-    tiers = _tiers(_model("listed-datasets"), evals, mirror_root)
-    assert tiers == {"glioma-tirosh2016": Tier.YELLOW, "pbmc-blood": Tier.GREEN, "mouse-brain-10k": Tier.GREEN}
+def test_unrecorded_census_corpus_is_gray_unless_rescanned(leak: Project, evals: dict, mirror_root: Path) -> None:
+    card = _card(leak, "mirror-brain-pretrained")
+    bare = card.model_copy(update={"corpora": [c.model_copy(update={"manifest": None, "manifest_sha256": None})
+                                               for c in card.corpora]})
+    [result] = audit([bare], [evals["glioma-tirosh2016"]], mirror_root=mirror_root, project_root=leak.root)
+    assert result.tier is Tier.GRAY and "not recorded" in result.reason and "--rescan" in result.reason
+    [live] = audit([bare], [evals["glioma-tirosh2016"]], mirror_root=mirror_root, project_root=leak.root, rescan=True)
+    [recorded] = audit([card], [evals["glioma-tirosh2016"]], mirror_root=mirror_root, project_root=leak.root)
+    assert live.tier is recorded.tier is Tier.YELLOW
+    assert (live.evidence[0].seen == recorded.evidence[0].seen).all() and "live scan" in live.evidence[0].reason
 
 
-def test_accessions_complete_and_incomplete(evals: dict, mirror_root: Path) -> None:
-    model = _model("accession-list")
-    assert _tiers(model, evals, mirror_root) == {"glioma-tirosh2016": Tier.YELLOW, "pbmc-blood": Tier.GREEN,
-                                                 "mouse-brain-10k": Tier.GREEN}
-    partial = model.model_copy(update={"corpora": [model.corpora[0].model_copy(update={"complete": False})]})
-    results = audit([partial], list(evals.values()), mirror_root=mirror_root)
-    assert [r.tier for r in results] == [Tier.YELLOW, Tier.GRAY, Tier.GRAY]
-    assert "incomplete" in results[1].reason
+def test_a_changed_manifest_or_definition_is_gray(leak: Project, evals: dict, mirror_root: Path,
+                                                  tmp_path: Path) -> None:
+    card = _card(leak, "mirror-brain-pretrained")
+    corpus = card.corpora[0]
+    tampered = corpus.model_copy(update={"manifest_sha256": "0" * 64})
+    [r1] = audit([card.model_copy(update={"corpora": [tampered]})], [evals["glioma-tirosh2016"]],
+                 mirror_root=mirror_root, project_root=leak.root)
+    assert r1.tier is Tier.GRAY and "does not match the sha256 the model card pins" in r1.reason
+    census = corpus.census.model_copy(update={"obs_value_filter": "tissue == 'blood'"})
+    stale = corpus.model_copy(update={"census": census})
+    [r2] = audit([card.model_copy(update={"corpora": [stale]})], [evals["glioma-tirosh2016"]],
+                 mirror_root=mirror_root, project_root=leak.root)
+    assert r2.tier is Tier.GRAY and "stale manifest" in r2.reason
+    # a data file edited after recording is caught by its sha256
+    copy = tmp_path / "copy"
+    shutil.copytree(leak.root / "corpora", copy / "corpora")
+    donors = next((copy / "corpora" / "mirror-brain-pretrained").rglob("donors.parquet"))
+    donors.write_bytes(donors.read_bytes()[:-8] + b"tampered")
+    [r3] = audit([card], [evals["glioma-tirosh2016"]], mirror_root=mirror_root, project_root=copy)
+    assert r3.tier is Tier.GRAY and "sha256" in r3.reason
 
 
-def test_date_cutoff_and_prose(evals: dict, mirror_root: Path) -> None:
-    model = _model("cutoff-model")
-    assert set(_tiers(model, evals, mirror_root).values()) == {Tier.YELLOW}
-    early = model.model_copy(update={"corpora": [model.corpora[0].model_copy(update={"cutoff_date": "2020-01-01"})]})
-    result = audit([early], [evals["pbmc-blood"]], mirror_root=mirror_root)[0]
-    assert result.tier is Tier.GRAY and "after the cut-off 2020-01-01" in result.reason
+def test_list_kinds_cutoff_and_prose(leak: Project, evals: dict, mirror_root: Path) -> None:
+    for model, expected in (("listed-datasets", Tier.YELLOW), ("accession-list", Tier.YELLOW)):
+        tiers = _tiers(leak, model, evals, mirror_root)
+        assert tiers["glioma-tirosh2016"] is expected and tiers["pbmc-blood"] is Tier.GREEN
+    partial = _card(leak, "accession-list")
+    partial = partial.model_copy(update={"corpora": [partial.corpora[0].model_copy(update={"complete": False})]})
+    results = audit([partial], [evals["pbmc-blood"]], mirror_root=mirror_root, project_root=leak.root)
+    assert results[0].tier is Tier.GRAY and "incomplete" in results[0].reason
+    assert set(_tiers(leak, "cutoff-model", evals, mirror_root).values()) == {Tier.YELLOW}
     prose = load_model_card("transcriptformer", REPO / "registry")
-    result = audit([prose], [evals["pbmc-blood"]], mirror_root=mirror_root)[0]
+    result = audit([prose], [evals["pbmc-blood"]], mirror_root=mirror_root, project_root=leak.root)[0]
     assert result.tier is Tier.GRAY and "prose only" in result.reason
+    real = load_model_card("scvi-census", REPO / "registry")  # real Census, not recorded: never GREEN offline
+    assert audit([real], [evals["glioma-tirosh2016"]], mirror_root=mirror_root, project_root=leak.root,
+                 rescan=True)[0].tier is Tier.GRAY
 
 
-def test_unresolvable_claims_are_gray_with_reason(evals: dict, mirror_root: Path) -> None:
-    model = _model("mirror-brain-pretrained")
-    corpus = model.corpora[0]
-    missing = corpus.model_copy(update={"census": corpus.census.model_copy(update={"version": "2023-05-15"})})
-    result = audit([model.model_copy(update={"corpora": [missing]})], [evals["glioma-tirosh2016"]],
-                   mirror_root=mirror_root)[0]
-    assert result.tier is Tier.GRAY
-    assert "Unknown mirror Census version '2023-05-15'" in result.reason
-    # the shipped real cards point at the real Census: offline they can never be GREEN
-    real = load_model_card("scvi-census", REPO / "registry")
-    assert audit([real], [evals["glioma-tirosh2016"]], mirror_root=mirror_root)[0].tier is Tier.GRAY
+def test_training_files_recorded_give_red_for_the_dataset_and_green_for_held_out_donors(
+        leak: Project, evals: dict, mirror_root: Path, tmp_path: Path) -> None:
+    """A classifier trained on the train+validation donors of Baron human: the test donor was never seen."""
+    h5ad = artifact_paths(leak, "baron-pancreas-human").h5ad
+    adata = ad.read_h5ad(h5ad)
+    split = evals["baron-pancreas-human"].split
+    adata[np.isin(split, ["train", "validation"])].write_h5ad(tmp_path / "train.h5ad")
+    project = make_project(tmp_path / "user")
+    [rec] = record_model_corpora("pancreas-classifier", corpus="train", role="task_training", project=project,
+                                 inputs=[tmp_path / "train.h5ad"])
+    assert rec.manifest.source.kind == "h5ad" and rec.manifest.n_donors == 3
+    card = load_model_card("pancreas-classifier", project.registry)  # created by the recording, pinned
+    assert card.corpora[0].manifest_sha256 and card.corpora[0].documented_as.value == "recorded"
+    [result] = audit([card], [evals["baron-pancreas-human"]], mirror_root=mirror_root, project_root=project.root)
+    assert result.tier is Tier.RED, result.reason
+    assert result.splits == {"train": "RED", "validation": "RED", "test": "GREEN"}
+    test_ev = next(e for e in result.evidence)
+    assert test_ev.exact_cells == int(np.isin(split, ["train", "validation"]).sum())
 
 
-def test_republished_duplicate_caught_by_content(evals: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The same cells under a new dataset id, new donor names, non-primary: ids miss it, content does not."""
+def _republished(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, drop_top_gene: bool) -> tuple[Path, str]:
+    """A new mirror version holding glioma patient MGH53's cells under a new dataset id, donor name, non-primary."""
 
     def republished() -> sources.SourceDataset:
         ds = sources.load_oligodendroglioma()
         keep = (ds.obs["donor_id"] == "Tirosh2016-MGH53").to_numpy()
         obs = ds.obs[keep].reset_index(drop=True)
-        obs["donor_id"] = "patient-53"
-        obs["barcode"] = "republished-" + obs["barcode"]
-        return replace(ds, key="glioma-republished", title="Re-published MGH53 cells", counts=ds.counts[keep],
-                       obs=obs, primary=False)
+        obs["donor_id"], obs["barcode"] = "patient-53", "republished-" + obs["barcode"]
+        counts, var = ds.counts[keep], ds.var
+        if drop_top_gene:  # a gene a later GENCODE no longer has: gone from the dataset's var
+            top = int(np.bincount(counts.indices, minlength=counts.shape[1]).argmax())
+            columns = np.delete(np.arange(counts.shape[1]), top)
+            counts, var = counts[:, columns], var.iloc[columns].reset_index(drop=True)
+        return replace(ds, key="glioma-republished", title="Re-published MGH53 cells", counts=sp.csr_matrix(counts),
+                       var=var, obs=obs, primary=False)
 
     monkeypatch.setitem(sources.SOURCES, "glioma-republished", republished)
     root = tmp_path / "mirror2"
     build_mirror(root, version="2026-01-01", sources=["glioma-republished"], write_h5ads=False)
-    model = _model("mirror-brain-pretrained")
-    corpus = model.corpora[0]
-    census = corpus.census.model_copy(update={"version": "2026-01-01", "obs_value_filter": "is_primary_data == False"})
-    model = model.model_copy(update={"corpora": [corpus.model_copy(update={"census": census})]})
-    [result] = audit([model], [evals["glioma-tirosh2016"]], mirror_root=root)
+    return root, "2026-01-01"
+
+
+def _corpus_card(project: Project, version: str, obs_filter: str) -> None:
+    card = {"schema_version": 1, "name": "republished-reader", "display_name": "x", "family": "test",
+            "variants": ["v1"], "organisms": ["homo_sapiens"],
+            "corpora": [{"role": "pretraining", "name": "later-census", "documented_as": "census_filter",
+                         "census": {"source": "mirror", "version": version, "organism": "homo_sapiens",
+                                    "obs_value_filter": obs_filter},
+                         "sources": [{"kind": "documentation", "ref": "test"}]}]}
+    (project.registry / "models" / "republished-reader.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
+
+
+@pytest.mark.parametrize("drop_top_gene", [False, True])
+def test_republished_cells_found_by_content(leak: Project, evals: dict, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch, drop_top_gene: bool) -> None:
+    """The same real cells under another dataset id and donor name: ids miss them, content does not.
+
+    With the most frequently detected gene gone from the later dataset, exact fingerprints of the cells
+    expressing it differ; the near match, over the genes both sides measured, still finds every cell.
+    """
+    root, version = _republished(tmp_path, monkeypatch, drop_top_gene=drop_top_gene)
+    project = make_project(tmp_path / "p")
+    _corpus_card(project, version, "is_primary_data == False")
+    record_model_corpora("republished-reader", project=project, mirror_root=root)
+    [result] = audit([_card(project, "republished-reader")], [evals["glioma-tirosh2016"]], mirror_root=root,
+                     project_root=project.root)
     [ev] = result.evidence
     assert ev.dataset_ids == () and ev.donors == ()
-    assert ev.cells == 57 and result.tier is Tier.YELLOW
+    assert ev.cells == 57 and result.tier is Tier.YELLOW  # every MGH53 cell, and no other
+    seen_donors = set(evals["glioma-tirosh2016"].donor_of_cell[ev.seen])
+    assert seen_donors == {"Tirosh2016-MGH53"}
+    if drop_top_gene:
+        assert ev.near_cells == 57 and ev.exact_cells == 0 and "(near)" in ev.examples[0]
+    else:
+        assert ev.exact_cells == 57 and ev.near_cells == 0
+
+
+def test_gene_filtered_eval_card_found_against_the_full_corpus(leak: Project, mirror_root: Path) -> None:
+    """An eval card keeping only protein-coding genes still carries each cell's full-profile signature."""
+    card = leak.registry / "datasets" / "glioma-tirosh2016.yaml"
+    data = yaml.safe_load(card.read_text())
+    data["name"] = "glioma-coding"
+    data["census"]["var_value_filter"] = "feature_type == 'protein_coding'"
+    (leak.registry / "datasets" / "glioma-coding.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    result = curate("glioma-coding", project=leak, mirror_root=mirror_root, progress=False)
+    full = ad.read_h5ad(artifact_paths(leak, "glioma-tirosh2016").h5ad, backed="r").n_vars
+    assert result.lock.n_genes < full
+    coding = eval_from_curated(leak, "glioma-coding")
+    [r] = audit([_card(leak, "mirror-brain-pretrained")], [coding], mirror_root=mirror_root, project_root=leak.root)
+    assert r.evidence[0].exact_cells == 184 and r.tier is Tier.YELLOW
+
+
+def test_information_poor_cells_are_never_content_evidence(mirror_root: Path) -> None:
+    """Empty and 1-UMI real cells (mouse brain 10k) collide with each other but are never matched."""
+    ds = sources.load_mouse_brain_10k()
+    keys = gene_keys(ds.var["feature_id"])
+    sig = signatures(ds.counts, keys)
+    poor = np.flatnonzero(sig.n_genes <= 1)
+    assert len(poor) >= 3 and len(np.unique(sig.exact[poor], axis=0)) < len(poor)  # real collisions exist
+    index = EvalIndex(sig.take(poor))
+    corpus = sig.take(poor)
+    from heldout.leakage.fingerprint import band_keys
+    from heldout.leakage.matching import CorpusBatch
+
+    batch = CorpusBatch(dataset_id="same", exact=corpus.exact, bands=band_keys(corpus.sketch),
+                        cell_ids=np.arange(len(poor)).astype(str), sketch_rows=lambda r: corpus.sketch[r])
+    hits = match_corpus(index, [batch])
+    assert not hits.any.any() and not index.informative.any()
+    assert MIN_GENES == 20
+
+
+def test_distinct_real_cells_never_match(leak: Project, evals: dict, tmp_path: Path, mirror_root: Path) -> None:
+    """Baron human donors 1-3 as a corpus against donor 4, and every other real dataset: no content match."""
+    adata = ad.read_h5ad(artifact_paths(leak, "baron-pancreas-human").h5ad)
+    donor4 = adata.obs["donor_id"].astype(str) == "Baron2016-human4"
+    adata = adata[~donor4.to_numpy()].copy()
+    adata.obs["dataset_id"] = "other-study"  # as if another study: only content could link the cells
+    adata.write_h5ad(tmp_path / "three-donors.h5ad")
+    project = make_project(tmp_path / "u")
+    record_model_corpora("three-donors", corpus="c", role="pretraining", project=project,
+                         inputs=[tmp_path / "three-donors.h5ad"])
+    card = load_model_card("three-donors", project.registry)
+    results = audit([card], list(evals.values()), mirror_root=mirror_root, project_root=project.root)
+    baron = next(r for r in results if r.dataset == "baron-pancreas-human")
+    assert baron.evidence[0].exact_cells == int((~donor4).sum())  # the three donors' own cells, found exactly
+    donor4_cells = evals["baron-pancreas-human"].donor_of_cell == "Baron2016-human4"
+    assert not baron.evidence[0].seen[donor4_cells].any()  # 450 real cells of the same study: never a match
+    for r in results:
+        if r.dataset != "baron-pancreas-human":
+            assert r.tier is Tier.GREEN and r.evidence[0].exact_cells == 0 and r.evidence[0].near_cells == 0
 
 
 def test_fingerprints_ignore_gene_order_and_zeros() -> None:
@@ -125,42 +273,81 @@ def test_fingerprints_ignore_gene_order_and_zeros() -> None:
     fp = cell_fingerprints(x, keys)
     assert (fp[0] == fp[1]).all() and not (fp[0] == fp[2]).all()
     shuffled = cell_fingerprints(sp.csr_matrix(np.array([[5, 1]], dtype=np.float32)), keys[[2, 0]])
-    assert (shuffled[0] == fp[0]).all()
-    assert FingerprintMatcher(fp[:1]).matches(fp[1:]).tolist() == [0]
+    assert (shuffled[0] == fp[0]).all() and (fp[3] == 0).all()
 
 
-def test_partitioned_overlap_on_a_local_dask_cluster(evals: dict, mirror_root: Path) -> None:
+def test_killed_recording_resumes_from_finished_partitions(leak: Project, mirror_root: Path, tmp_path: Path) -> None:
+    from tests.helpers import run_cmd
+
+    project = make_project(tmp_path / "resume")
+    shutil.copy(FIXTURES / "mirror-glioma-finetuned.yaml", project.registry / "models")
+    cmd = ("heldout", "corpus", "record", "--model", "mirror-glioma-finetuned", "--corpus", "mirror-human-all",
+           "--partition-cells", "1000", "--mirror", str(mirror_root))
+    killed = run_cmd(project.root, *cmd, env={"HELDOUT_CRASH_AT": "after-partition-000000001000-000000002000",
+                                              "HELDOUT_PROJECT": str(project.root)})
+    assert killed.returncode == -9, killed.stderr
+    folder = project.root / "corpora" / "mirror-glioma-finetuned" / "mirror-human-all"
+    assert not (folder / "manifest.yaml").exists()  # no manifest for an incomplete recording
+    resumed = run_cmd(project.root, *cmd, env={"HELDOUT_PROJECT": str(project.root)})
+    assert resumed.returncode == 0, resumed.stderr
+    assert re.search(r"resuming: [1-4] of 5 partition\(s\) already recorded", resumed.stdout.replace("\n", " "))
+    again = read_manifest(folder / "manifest.yaml")
+    reference = read_manifest(leak.root / "corpora" / "mirror-glioma-finetuned" / "mirror-human-all" / "manifest.yaml")
+    assert (again.n_cells, again.n_donors, again.n_informative) == (reference.n_cells, reference.n_donors,
+                                                                   reference.n_informative)
+    assert not list(folder.glob(".staging-*"))
+
+
+def test_recording_on_a_local_dask_cluster(leak: Project, mirror_root: Path, tmp_path: Path) -> None:
     from dask.distributed import Client, LocalCluster
 
-    from heldout.leakage.distributed import partitioned_overlap
-
-    glioma = evals["glioma-tirosh2016"].fingerprints
-    pbmc = evals["pbmc-blood"].fingerprints
-    probe = np.concatenate([glioma, pbmc])
+    project = make_project(tmp_path / "dask")
+    shutil.copy(FIXTURES / "mirror-brain-pretrained.yaml", project.registry / "models")
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
-        found = partitioned_overlap("2025-11-08", source="mirror", organism="homo_sapiens",
-                                    obs_filter="tissue == 'brain'", eval_fps=probe, client=client,
-                                    partition_cells=500, mirror_root=mirror_root)
-    assert found[: len(glioma)].all() and not found[len(glioma):].any()
+        [rec] = record_model_corpora("mirror-brain-pretrained", project=project, mirror_root=mirror_root,
+                                     partition_cells=1000, client=client)
+    reference = read_manifest(leak.root / "corpora" / "mirror-brain-pretrained" / "mirror-human-brain" /
+                              "manifest.yaml")
+    assert rec.manifest.n_cells == reference.n_cells == 184
+    cells = {f.sha256 for f in rec.manifest.files if f.dataset_id}
+    assert cells == {f.sha256 for f in reference.files if f.dataset_id}  # same bytes, whatever the scheduler
 
 
-def test_audit_cli_outputs(curated: Project, mirror_root: Path, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("HELDOUT_PROJECT", str(curated.root))
-    result = CliRunner().invoke(cli, ["audit", "--manifest", str(FIXTURES / "mirror-glioma-finetuned.yaml"),
-                                      "--mirror", str(mirror_root), "--json", str(tmp_path / "a.json"),
-                                      "--report", str(tmp_path / "a.md")])
+def test_recording_refuses_to_overwrite_and_explains_bad_input(leak: Project, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HELDOUT_PROJECT", str(leak.root))
+    runner = CliRunner()
+    again = runner.invoke(cli, ["corpus", "record", "--model", "mirror-brain-pretrained"])
+    assert again.exit_code == 0 and "already recorded from this definition" in again.output
+    prose = runner.invoke(cli, ["corpus", "record", "--model", "transcriptformer"])
+    assert prose.exit_code == 2 and "Nothing to record" in prose.output and "Traceback" not in prose.output
+    missing = runner.invoke(cli, ["corpus", "record", "--model", "x", "--corpus", "c", "--role", "pretraining",
+                                  str(tmp_path / "nope.h5ad")])
+    assert missing.exit_code == 2 and "not found" in missing.output
+    unknown = runner.invoke(cli, ["corpus", "record", "--model", "mirror-brain-pretraned"])
+    assert unknown.exit_code == 2 and "Did you mean 'mirror-brain-pretrained'" in unknown.output
+
+
+def test_audit_cli_report_and_json(leak: Project, mirror_root: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("HELDOUT_PROJECT", str(leak.root))
+    result = CliRunner().invoke(cli, ["audit", "--model", "mirror-glioma-finetuned", "--mirror", str(mirror_root),
+                                      "--json", str(tmp_path / "a.json"), "--report", str(tmp_path / "a.md")])
     assert result.exit_code == 0, result.output
-    assert "RED" in result.output and "YELLOW" in result.output
     data = json.loads((tmp_path / "a.json").read_text())
     assert {d["tier"] for d in data} == {"RED", "YELLOW", "GREEN"}
+    red = next(d for d in data if d["dataset"] == "glioma-tirosh2016")
+    assert red["tier"] == "RED"
+    assert red["splits"] == {"train": "RED", "validation": "RED", "test": "RED"}
+    assert red["evidence"][1]["exact_cells"] == 184 and "seen" not in red["evidence"][1]
+    text = (tmp_path / "a.md").read_text()
+    assert "## Evidence per corpus" in text and "evidence levels: ids: checked" in text
     assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
-    assert "## Evidence per corpus" in (tmp_path / "a.md").read_text()
 
 
-def test_markdown_report_for_real_cards(evals: dict, mirror_root: Path, tmp_path: Path) -> None:
+def test_markdown_report_for_real_cards(evals: dict, mirror_root: Path, tmp_path: Path, leak: Project) -> None:
     cards = [load_model_card(n, REPO / "registry") for n in ("scgpt-whole-human", "geneformer-v1")]
-    results = audit(cards, list(evals.values()), mirror_root=mirror_root)
+    results = audit(cards, list(evals.values()), mirror_root=mirror_root, project_root=leak.root)
     markdown_report(results, tmp_path / "r.md")
     text = (tmp_path / "r.md").read_text()
-    assert "scgpt-whole-human" in text and "bowang-lab/scGPT" in text
+    assert "scgpt-whole-human" in text and "bowang-lab/scGPT" in text and "not recorded" in text

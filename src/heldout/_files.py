@@ -85,6 +85,14 @@ def sha256_tree(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def crashpoint(name: str) -> None:
+    """Fault injection for crash-safety tests: ``HELDOUT_CRASH_AT=name`` kills the process here (SIGKILL)."""
+    if os.environ.get("HELDOUT_CRASH_AT") == name:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def read_yaml(path: str | Path) -> Any:
     """Parse a YAML file; the caller turns errors into card errors."""
     with open(path, encoding="utf-8") as fh:

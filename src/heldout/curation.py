@@ -15,11 +15,14 @@ from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import anndata as ad
 import h5py
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import scipy.sparse as sp
 import tiledbsoma as soma
 from tqdm.auto import tqdm
@@ -29,15 +32,26 @@ from heldout._files import atomic_path, read_yaml, sha256_file, write_yaml_atomi
 from heldout.cards.dataset import DatasetCard, DatasetLock, SourceDataset, load_dataset_card
 from heldout.census import ResolvedCensus, experiment, open_resolved, resolve_census
 from heldout.errors import CardError, SourceError
-from heldout.leakage.fingerprint import cell_fingerprints, gene_keys, to_columns
+from heldout.leakage.fingerprint import Signatures, gene_keys, signatures
+from heldout.leakage.universe import GeneUniverse
 from heldout.mirror.assemble import OBS_COLUMNS
 from heldout.project import Project, find_project
+from heldout.sources.soma import census_measured_genes
 from heldout.validation import ValidationReport, validate_tables, x_cell_summary
 
 BLOCK_CELLS = 25_000
 OBS_CATEGORICAL = [c for c in OBS_COLUMNS if c not in {
     "soma_joinid", "is_primary_data", "observation_joinid", "raw_sum", "nnz", "raw_mean_nnz",
     "raw_variance_nnz", "n_measured_vars"}]
+
+
+class CuratedPaths(NamedTuple):
+    """The files curation writes for one card (all DVC outputs)."""
+
+    h5ad: Path
+    lock: Path
+    fingerprints: Path  # per-cell content signatures (exact fingerprints, sketches), ids and donors
+    genes: Path  # the genes the source datasets measured (what content matching compares over)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,9 +63,10 @@ class CurationResult:
     report: ValidationReport
 
 
-def artifact_paths(project: Project, name: str) -> tuple[Path, Path, Path]:
+def artifact_paths(project: Project, name: str) -> CuratedPaths:
     folder = project.curated
-    return folder / f"{name}.h5ad", folder / f"{name}.lock.yaml", folder / f"{name}.fingerprints.parquet"
+    return CuratedPaths(folder / f"{name}.h5ad", folder / f"{name}.lock.yaml", folder / f"{name}.fingerprints.parquet",
+                        folder / f"{name}.genes.parquet")
 
 
 def curate(name: str, *, project: Project | None = None, mirror_root: str | Path | None = None,
@@ -60,29 +75,34 @@ def curate(name: str, *, project: Project | None = None, mirror_root: str | Path
     project = project or find_project()
     card = load_dataset_card(name, project.registry)
     resolved = resolve_census(card.census.version, source=card.census.source, mirror_root=mirror_root)
-    h5ad_path, lock_path, fp_path = artifact_paths(project, card.name)
+    paths = artifact_paths(project, card.name)
+    h5ad_path, lock_path = paths.h5ad, paths.lock
     label_maps = _label_maps(project, card)
 
     census = open_resolved(resolved)
     try:
         exp = experiment(census, card.census.organism.value)
-        with _query(exp, card) as query, atomic_path(h5ad_path) as tmp_h5ad, atomic_path(fp_path) as tmp_fp:
+        with _query(exp, card) as query, atomic_path(h5ad_path) as tmp_h5ad, \
+                atomic_path(paths.fingerprints) as tmp_fp, atomic_path(paths.genes) as tmp_genes:
             obs, var = _obs_var(query, card, label_maps)
-            summary, fingerprints = _stream_x(query, obs, var, tmp_h5ad, block_cells, progress)
+            summary, sig = _stream_x(query, obs, var, tmp_h5ad, block_cells, progress)
             report = validate_tables(str(h5ad_path), obs, var, summary, (len(obs), len(var)),
                                      schemas_dir=str(project.schemas))
-            report.raise_for_failures()  # aborts both atomic writes: nothing lands
-            pd.DataFrame({"observation_joinid": obs.index.to_numpy(dtype=str),
-                          "dataset_id": obs["dataset_id"].astype(str).to_numpy(),
-                          "donor_id": obs["donor_id"].astype(str).to_numpy(),
-                          **to_columns(fingerprints)}).to_parquet(tmp_fp, index=False)
+            report.raise_for_failures()  # aborts every atomic write: nothing lands
+            if card.census.var_value_filter:  # content evidence covers the cells' whole source profile
+                sig = _full_profile_signatures(exp, obs, block_cells)
+            write_signature_table(tmp_fp, obs.index.to_numpy(dtype=str), obs["dataset_id"].astype(str).to_numpy(),
+                                  obs["donor_id"].astype(str).to_numpy(), sig)
+            measured = census_measured_genes(census, card.census.organism.value, set(obs["dataset_id"].astype(str)))
+            GeneUniverse.from_feature_ids(measured).write(tmp_genes)
         sources = _source_datasets(census, obs)
     finally:
         census.close()
 
     lock = _lock(card, resolved, obs, var, h5ad_path, project, sources)
     write_yaml_atomic(lock_path, lock.to_dict())
-    return CurationResult(h5ad=h5ad_path, lock_path=lock_path, fingerprints=fp_path, lock=lock, report=report)
+    return CurationResult(h5ad=h5ad_path, lock_path=lock_path, fingerprints=paths.fingerprints, lock=lock,
+                          report=report)
 
 
 @contextlib.contextmanager
@@ -125,12 +145,32 @@ def _obs_var(query: soma.ExperimentAxisQuery, card: DatasetCard,
     return obs, var
 
 
-def _block_stats(csr: sp.csr_matrix, first_row: int, keys: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
-    return x_cell_summary(csr, first_row), cell_fingerprints(csr, keys)
+def _block_stats(csr: sp.csr_matrix, first_row: int, keys: np.ndarray) -> tuple[pd.DataFrame, Signatures]:
+    return x_cell_summary(csr, first_row), signatures(csr, keys)
+
+
+def _full_profile_signatures(exp: soma.Experiment, obs: pd.DataFrame, block_cells: int) -> Signatures:
+    """Signatures over every gene of the cells' source, not only the genes the card's var filter kept."""
+    coords = soma.AxisQuery(coords=(obs["soma_joinid"].to_numpy(),))
+    with exp.axis_query("RNA", obs_query=coords) as query:
+        var = query.var(column_names=["soma_joinid", "feature_id"]).concat().to_pandas().sort_values("soma_joinid")
+        keys = gene_keys(var["feature_id"].to_numpy())
+        parts = [signatures(csr, keys) for csr, _ in
+                 query.X("raw").blockwise(axis=0, size=block_cells, eager=True).scipy()]
+    return Signatures.concat(parts)
+
+
+def write_signature_table(path: Path, cell_ids: np.ndarray, dataset_ids: np.ndarray, donor_ids: np.ndarray,
+                          sig: Signatures) -> None:
+    """The per-cell signature table a release ships and audits read (see heldout.leakage.fingerprint)."""
+    table = pa.table({"observation_joinid": pa.array(cell_ids, pa.string()),
+                      "dataset_id": pa.array(dataset_ids, pa.string()), "donor_id": pa.array(donor_ids, pa.string()),
+                      **sig.columns()})
+    pq.write_table(table, path)
 
 
 def _stream_x(query: soma.ExperimentAxisQuery, obs: pd.DataFrame, var: pd.DataFrame, out: Path,
-              block_cells: int, progress: bool | None) -> tuple[pd.DataFrame, np.ndarray]:
+              block_cells: int, progress: bool | None) -> tuple[pd.DataFrame, Signatures]:
     """Write obs/var/X to ``out`` block by block; return the X summary and fingerprints.
 
     Three things overlap: tiledbsoma prefetches block i+1 (``eager``), a worker
@@ -138,7 +178,7 @@ def _stream_x(query: soma.ExperimentAxisQuery, obs: pd.DataFrame, var: pd.DataFr
     the main thread appends block i to the h5ad. At most two blocks are held.
     """
     keys = gene_keys(var.index.to_numpy())
-    stats: list[tuple[pd.DataFrame, np.ndarray]] = []
+    stats: list[tuple[pd.DataFrame, Signatures]] = []
     n_blocks = -(-len(obs) // block_cells)
     blocks = query.X("raw").blockwise(axis=0, size=block_cells, eager=True).scipy()
     with h5py.File(out, "w") as f, ThreadPoolExecutor(max_workers=1) as worker:
@@ -168,7 +208,7 @@ def _stream_x(query: soma.ExperimentAxisQuery, obs: pd.DataFrame, var: pd.DataFr
         if done != len(obs):
             msg = f"Census returned {done} rows of X for {len(obs)} cells."
             raise SourceError(msg, hint="The source may be corrupt; rebuild the mirror.")
-    return pd.concat([s for s, _ in stats]), np.concatenate([fp for _, fp in stats])
+    return pd.concat([s for s, _ in stats]), Signatures.concat([sig for _, sig in stats])
 
 
 def _label_maps(project: Project, card: DatasetCard) -> dict[str, dict[str, str]]:

@@ -9,6 +9,7 @@ file: a corrupted cache is an error, never a silent pass.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -62,13 +63,17 @@ def _read_local(registry: Path, path: str, rev: str | None) -> str:
 
 
 def _read(registry: str, path: str, rev: str | None = None) -> dict:
+    return yaml.safe_load(_read_text(registry, path, rev))
+
+
+def _read_text(registry: str, path: str, rev: str | None = None) -> str:
     try:
         local = Path(registry)
         if (local / ".git").exists():
-            return yaml.safe_load(_read_local(local, path, rev))
+            return _read_local(local, path, rev)
         import dvc.api
 
-        return yaml.safe_load(dvc.api.read(path, repo=registry, rev=rev))
+        return dvc.api.read(path, repo=registry, rev=rev)
     except FileNotFoundError:
         msg = f"{registry} has no {path}{f' at {rev}' if rev else ''}."
         raise ReleaseError(msg, hint="Is this a heldout registry with at least one release?") from None
@@ -121,14 +126,62 @@ def pull(ref: str, *, registry: str | Path | None = None, artifact: str = "h5ad"
     if artifact not in artifacts:
         raise unknown_choice("artifact", artifact, artifacts)
     record = artifacts[artifact]
+    cached = fetch_verified(record, registry=registry, version=version, manifest=manifest, remote_url=remote_url,
+                            what=f"{name}@{version} {artifact}")
+    return Pulled(name=name, version=version, path=cached, artifact=record, manifest=manifest,
+                  retracted=entry.retracted)
+
+
+def fetch_verified(record: Artifact, *, registry: str | Path | None, version: str, manifest: ReleaseManifest,
+                   remote_url: str | None = None, what: str) -> Path:
+    """Any released artifact, in the content-addressed cache, verified by its sha256."""
     cached = cache_root() / record.sha256[:2] / record.sha256
     if cached.exists():
-        _verify(cached, record, f"cached {name}@{version} {artifact}")
+        _verify(cached, record, f"cached {what}")
     else:
         _fetch(_registry(registry), record, f"{TAG_PREFIX}{version}", cached,
                remote_url or manifest.dvc_remote.get("url"))
-    return Pulled(name=name, version=version, path=cached, artifact=record, manifest=manifest,
-                  retracted=entry.retracted)
+    return cached
+
+
+def release_models(version: str, registry: str | Path | None = None) -> list:  # list[ModelCard]
+    """The model cards as released in ``version`` (read at the release tag, sha256-checked)."""
+    from heldout.cards.model import ModelCard
+
+    concrete = read_index(registry).resolve(version)
+    manifest = read_manifest(concrete, registry)
+    cards = []
+    for name, record in sorted(manifest.models.items()):
+        text = _read_text(_registry(registry), record.path, rev=f"{TAG_PREFIX}{concrete}")
+        if hashlib.sha256(text.encode()).hexdigest() != record.sha256:
+            msg = f"The model card {record.path} at release {concrete} does not match its sha256 in the release."
+            raise ChecksumMismatch(msg, hint="The registry's history was rewritten; do not trust this release.")
+        cards.append(parse_card(yaml.safe_load(text), ModelCard, source=f"{record.path}@{concrete}"))
+    return cards
+
+
+def materialize_corpora(version: str, registry: str | Path | None = None, *, remote_url: str | None = None) -> Path:
+    """A folder holding every recorded corpus of ``version`` (``corpora/<model>/<corpus>/...``), verified.
+
+    Files are fetched through DVC into the content-addressed cache and copied
+    into ``<cache>/releases/<registry digest>/<version>/``; audits of the release
+    read model cards' ``manifest:`` paths relative to it.
+    """
+    concrete = read_index(registry).resolve(version)
+    manifest = read_manifest(concrete, registry)
+    digest = hashlib.sha256(_registry(registry).encode()).hexdigest()[:16]
+    root = cache_root().parent / "releases" / digest / concrete
+    for key, corpus in manifest.corpora.items():
+        records = [corpus.manifest, *corpus.files.values()]
+        for record in records:
+            target = root / record.path
+            if target.exists() and sha256_file(target) == record.sha256:
+                continue
+            cached = fetch_verified(record, registry=registry, version=concrete, manifest=manifest,
+                                    remote_url=remote_url, what=f"corpus {key} file {record.path}")
+            with atomic_path(target) as staged:
+                shutil.copyfile(cached, staged)
+    return root
 
 
 def _fetch(registry: str, record: Artifact, rev: str, cached: Path, remote_url: str | None) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import signal
 import subprocess
 from pathlib import Path
 from typing import Literal
@@ -29,7 +28,7 @@ from typing import Literal
 import pydantic
 
 import heldout
-from heldout._files import read_yaml, sha256_file, write_yaml_atomic
+from heldout._files import crashpoint, read_yaml, sha256_file, write_yaml_atomic
 from heldout.cards._base import FrozenRecord, parse_card
 from heldout.cards.dataset import SourceDataset, load_dataset_card
 from heldout.errors import ReleaseError, unknown_choice
@@ -60,6 +59,13 @@ class DatasetRelease(FrozenRecord):
     artifacts: dict[str, Artifact]  # h5ad, lock, fingerprints, validation, split_*, orthologs_*
 
 
+class CorpusRelease(FrozenRecord):
+    """A recorded corpus in a release: its manifest (git) and every data file (DVC), hashed."""
+
+    manifest: Artifact
+    files: dict[str, Artifact]  # path relative to the corpus folder -> artifact
+
+
 class ReleaseManifest(FrozenRecord):
     schema_version: Literal[1] = 1
     version: str
@@ -68,6 +74,8 @@ class ReleaseManifest(FrozenRecord):
     git_commit: str
     dvc_remote: dict[str, str]
     datasets: dict[str, DatasetRelease]
+    models: dict[str, Artifact] = pydantic.Field(default_factory=dict)  # model cards as released
+    corpora: dict[str, CorpusRelease] = pydantic.Field(default_factory=dict)  # "model/corpus" -> recorded corpus
 
 
 class Retraction(FrozenRecord):
@@ -96,12 +104,6 @@ class ReleaseIndex(FrozenRecord):
             raise unknown_choice("release", version, [*self.aliases, *self.releases],
                                  hint="`heldout list` shows every dataset and release.")
         return concrete
-
-
-def crashpoint(name: str) -> None:
-    """Fault injection for crash-safety tests: ``HELDOUT_CRASH_AT=name`` kills the process here."""
-    if os.environ.get("HELDOUT_CRASH_AT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def index_path(project: Project) -> Path:
@@ -161,10 +163,12 @@ def _dataset_release(project: Project, name: str) -> DatasetRelease:
     from heldout.splits import check_split
 
     card = load_dataset_card(name, project.registry)
-    h5ad, lock_path, fp_path = artifact_paths(project, name)
+    paths = artifact_paths(project, name)
+    h5ad, lock_path, fp_path = paths.h5ad, paths.lock, paths.fingerprints
     report_path = project.root / "data" / "validated" / f"{name}.json"
     artifacts = {"h5ad": _artifact(project, h5ad), "lock": _artifact(project, lock_path),
-                 "fingerprints": _artifact(project, fp_path), "validation": _artifact(project, report_path)}
+                 "fingerprints": _artifact(project, fp_path), "genes": _artifact(project, paths.genes),
+                 "validation": _artifact(project, report_path)}
     report = json.loads(report_path.read_text())
     if not report.get("ok") or report.get("sha256") != artifacts["h5ad"].sha256:
         msg = f"{h5ad} is not validated (its validation report is failing or for another file)."
@@ -183,6 +187,35 @@ def _dataset_release(project: Project, name: str) -> DatasetRelease:
         sources=lock.get("sources", []),
         donors=donors, n_cells=lock["n_cells"], n_donors=lock["n_donors"], n_genes=lock["n_genes"],
         card_sha256=sha256_file(project.registry / "datasets" / f"{name}.yaml"), artifacts=artifacts)
+
+
+def _model_cards(project: Project) -> dict[str, Artifact]:
+    from heldout.cards.model import list_model_cards, load_model_card, models_dir
+
+    cards = {}
+    for name in list_model_cards(project.registry):
+        load_model_card(name, project.registry)  # a release never ships a card that does not load
+        cards[name] = _artifact(project, models_dir(project.registry) / f"{name}.yaml")
+    return cards
+
+
+def _recorded_corpora(project: Project) -> dict[str, CorpusRelease]:
+    """Every recorded corpus of the project, verified, with its data tracked by DVC (so it is pushed)."""
+    from heldout.corpora.manifest import DATA, MANIFEST, CorpusReader
+
+    out = {}
+    for manifest in sorted((project.root / "corpora").glob(f"*/*/{MANIFEST}")):
+        folder = manifest.parent
+        if not (folder / f"{DATA}.dvc").exists():
+            msg = f"The recorded corpus {folder} is not tracked by DVC ({DATA}.dvc is missing), so it cannot ship."
+            raise ReleaseError(msg, hint=f"Run `dvc add {(folder / DATA).relative_to(project.root)}` and commit the "
+                                         ".dvc file.")
+        reader = CorpusReader(manifest)  # verifies every file against the manifest
+        out[f"{folder.parent.name}/{folder.name}"] = CorpusRelease(
+            manifest=_artifact(project, manifest),
+            files={f.path: Artifact(path=(folder / f.path).relative_to(project.root).as_posix(), sha256=f.sha256,
+                                    size=f.size) for f in reader.manifest.files})
+    return out
 
 
 def _remote(project: Project, remote: str | None) -> dict[str, str]:
@@ -215,7 +248,8 @@ def create_release(version: str, *, project: Project | None = None, stable: bool
     manifest = ReleaseManifest(
         version=version, created=dt.date.today().isoformat(), heldout_version=heldout.__version__,
         git_commit=_git(project, "rev-parse", "HEAD"), dvc_remote=dvc_remote,
-        datasets={name: _dataset_release(project, name) for name in names})
+        datasets={name: _dataset_release(project, name) for name in names},
+        models=_model_cards(project), corpora=_recorded_corpora(project))
 
     with _dvc_repo(project) as repo:
         repo.push(remote=dvc_remote["name"])

@@ -129,7 +129,7 @@ def split_dataset(name: str, *, project: Project | None = None, seed: int | None
     project = project or find_project()
     card = load_dataset_card(name, project.registry)
     policy: SplitPolicy = card.split
-    h5ad, _, _ = artifact_paths(project, card.name)
+    h5ad = artifact_paths(project, card.name).h5ad
     if not h5ad.exists():
         msg = f"Dataset {card.name!r} is not curated yet ({h5ad} is missing)."
         raise HeldoutError(msg, hint=f"Run `heldout curate {card.name}` first.")
@@ -206,7 +206,7 @@ def check_split(name: str, *, project: Project | None = None, assignment_path: P
     unknown = set(assignment["split"]) - {*SPLIT_NAMES, EXCLUDED}
     if unknown:
         problems.append(f"unknown split names {sorted(unknown)}")
-    h5ad, _, _ = artifact_paths(project, name)
+    h5ad = artifact_paths(project, name).h5ad
     manifest_path = folder / "manifest.yaml"
     if h5ad.exists() and manifest_path.exists():
         obs_ids = ad.read_h5ad(h5ad, backed="r").obs_names

@@ -9,7 +9,13 @@ Each corpus says how it is documented, which decides what an audit can prove:
   datasets' collection DOIs and citations; ``complete: false`` if the list we
   hold is partial;
 * ``date_cutoff``: everything public before a date;
-* ``prose``: a description only: never enough to call a pairing GREEN.
+* ``prose``: a description only: never enough to call a pairing GREEN;
+* ``recorded``: the exact files a model was trained on, recorded by
+  ``heldout corpus record`` into a manifest (ids, donors, cell signatures).
+
+A ``census_filter`` or ``dataset_ids`` corpus can also point at a recorded
+manifest (``manifest:``): audits then join against it instead of rescanning
+the Census. ``manifest_sha256`` pins the manifest a reviewer approved.
 
 Every claim records its ``sources`` (paper, repository path at a commit).
 """
@@ -38,6 +44,7 @@ class Documentation(enum.StrEnum):
     accessions = "accessions"
     date_cutoff = "date_cutoff"
     prose = "prose"
+    recorded = "recorded"
 
 
 class CensusQuery(FrozenRecord):
@@ -51,6 +58,9 @@ class CensusQuery(FrozenRecord):
 class ClaimSource(FrozenRecord):
     kind: Literal["paper", "repository", "model_card", "documentation", "registry"]
     ref: str
+
+
+RECORDABLE = (Documentation.census_filter, Documentation.dataset_ids, Documentation.recorded)
 
 
 class Corpus(FrozenRecord):
@@ -67,6 +77,8 @@ class Corpus(FrozenRecord):
     labels: list[str] = pydantic.Field(default_factory=list)  # supervised labels (task training)
     sources: list[ClaimSource] = pydantic.Field(min_length=1)
     notes: str = ""
+    manifest: str | None = None  # a recorded corpus manifest, relative to the project root
+    manifest_sha256: Annotated[str, pydantic.Field(pattern=r"^[0-9a-f]{64}$")] | None = None
 
     @pydantic.model_validator(mode="after")
     def _fields_match_documentation(self) -> Corpus:
@@ -75,11 +87,22 @@ class Corpus(FrozenRecord):
             Documentation.dataset_ids: ("dataset_ids or collection_ids", bool(self.dataset_ids or self.collection_ids)),
             Documentation.accessions: ("accessions", bool(self.accessions)),
             Documentation.date_cutoff: ("cutoff_date", self.cutoff_date is not None),
+            Documentation.recorded: ("manifest", self.manifest is not None),
         }.get(self.documented_as)
         if needed and not needed[1]:
             msg = f"corpus {self.name!r} is documented_as {self.documented_as.value!r} but has no {needed[0]}"
             raise ValueError(msg)
+        if self.manifest is not None and self.documented_as not in RECORDABLE:
+            msg = (f"corpus {self.name!r} is documented_as {self.documented_as.value!r}, which has no cells to "
+                   f"record; a manifest belongs to {', '.join(d.value for d in RECORDABLE)} corpora")
+            raise ValueError(msg)
         return self
+
+    def definition(self) -> dict:
+        """What a recorded manifest must have been recorded from (its ``definition_sha256``)."""
+        return {"role": self.role.value, "documented_as": self.documented_as.value,
+                "census": self.census.to_dict() if self.census else None,
+                "dataset_ids": sorted(self.dataset_ids), "collection_ids": sorted(self.collection_ids)}
 
 
 class ModelCard(FrozenRecord):

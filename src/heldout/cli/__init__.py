@@ -50,9 +50,9 @@ def cli(verbose: bool) -> None:
 
 
 def _register() -> None:
-    from heldout.cli import commands_data, commands_leakage, commands_release
+    from heldout.cli import commands_corpus, commands_data, commands_leakage, commands_release
 
-    for module in (commands_data, commands_release, commands_leakage):
+    for module in (commands_data, commands_release, commands_leakage, commands_corpus):
         for command in module.COMMANDS:
             cli.add_command(command)
 

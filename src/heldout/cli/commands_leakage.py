@@ -24,9 +24,12 @@ TIER_STYLE = {"GREEN": "green", "YELLOW": "yellow", "RED": "red", "GRAY": "brigh
               help="Write every result with its evidence as JSON.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write a Markdown report with a tier heatmap (PNG beside it).")
+@click.option("--rescan", is_flag=True,
+              help="Scan Census corpora now instead of joining their recorded manifests (slow at Census scale).")
 @MIRROR_OPTION
 def audit(models: tuple[str, ...], manifest: Path | None, datasets: tuple[str, ...], release: str | None,
-          registry: str | None, json_path: Path | None, report_path: Path | None, mirror_root: Path | None) -> None:
+          registry: str | None, json_path: Path | None, report_path: Path | None, rescan: bool,
+          mirror_root: Path | None) -> None:
     """Leakage tier of every (model, dataset) pairing, with evidence.
 
     \b
@@ -34,12 +37,14 @@ def audit(models: tuple[str, ...], manifest: Path | None, datasets: tuple[str, .
     YELLOW  eval data seen in pretraining, not in task training
     RED     eval data seen in task training (evaluate refuses these)
     GRAY    documentation too thin (or unreachable) to decide
-    Overlap is checked on dataset ids, donors and cell content (count fingerprints).
+    Overlap is checked on dataset ids, donors and cell content (exact fingerprints and near-duplicate
+    sketches). Recorded corpora (`heldout corpus record`) are joined, never rescanned unless --rescan.
     """
     from heldout.leakage.audit import audit_project, markdown_report, write_json
 
     results = audit_project(model_names=list(models) or None, manifest=manifest, release=release,
-                            registry=registry, datasets=list(datasets) or None, mirror_root=mirror_root)
+                            registry=registry, datasets=list(datasets) or None, mirror_root=mirror_root,
+                            rescan=rescan)
     _render.table("leakage audit", ["model", "dataset", "tier", "evidence"], (
         (r.model + (" (user card)" if r.user_supplied else ""), f"{r.dataset}@{r.version}" if r.version else r.dataset,
          f"[{TIER_STYLE[r.tier.value]}]{r.tier.value}[/]", r.reason) for r in results))
@@ -68,9 +73,11 @@ COMMANDS = [audit]
 @click.option("--registry", default=None, help="Registry repo (path or git URL) holding the release.")
 @click.option("--results", "results_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Results folder (default: ./results).")
+@click.option("--rescan", is_flag=True, help="Scan Census corpora that are not recorded (see `heldout audit`).")
 @MIRROR_OPTION
 def evaluate(dataset: str, task: str, model: str, embeddings: Path, ids: Path | None, obsm_key: str | None,
-             model_card: Path | None, registry: str | None, results_dir: Path | None, mirror_root: Path | None) -> None:
+             model_card: Path | None, registry: str | None, results_dir: Path | None, rescan: bool,
+             mirror_root: Path | None) -> None:
     """Score a model's embeddings on a released dataset, beside random and simple baselines.
 
     RED pairings (the model was task-trained on the data) are refused; GRAY
@@ -80,7 +87,8 @@ def evaluate(dataset: str, task: str, model: str, embeddings: Path, ids: Path | 
     from heldout.evaluation.run import evaluate as run
 
     result = run(dataset=dataset, task=task, model=model, embeddings=embeddings, ids=ids, obsm_key=obsm_key,
-                 model_card=model_card, registry=registry, mirror_root=mirror_root, results_dir=results_dir)
+                 model_card=model_card, registry=registry, mirror_root=mirror_root, results_dir=results_dir,
+                 rescan=rescan)
     tier = f"[{TIER_STYLE[result.tier]}]{result.tier}[/]" + (" (flagged)" if result.gray_flag else "")
     tier += " (user-supplied card)" if result.model_card_source == "user" else ""
     _render.table(f"{result.task} on {result.dataset}@{result.dataset_version}: {result.model} ({tier})",

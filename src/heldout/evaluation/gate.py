@@ -19,9 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from heldout.cards.model import ModelCard, list_model_cards, load_model_card, models_dir
+import numpy as np
+
+from heldout.cards.model import ModelCard, list_model_cards, load_model_card
 from heldout.errors import LeakageRefused, UsageError
-from heldout.leakage.tiers import Tier, TierResult
+from heldout.leakage.evidence import EvalData
+from heldout.leakage.tiers import Tier, TierResult, tier_of_cells
 
 CardSource = Literal["registry", "user", "none"]
 
@@ -45,20 +48,29 @@ def card_digest(card: ModelCard) -> str:
     return hashlib.sha256(json.dumps(card.to_dict(), sort_keys=True).encode()).hexdigest()
 
 
-def resolve_model(model: str, *, model_card: Path | None, registry: Path) -> ModelIdentity:
-    """The card that decides ``model``'s tier; refuse any card that would override the registry's."""
-    known = list_model_cards(registry)
+def registry_cards(registry: Path) -> dict[str, ModelCard]:
+    """Every model card of a local registry, by name."""
+    return {name: load_model_card(name, registry) for name in list_model_cards(registry)}
+
+
+def resolve_model(model: str, *, model_card: Path | None, known: dict[str, ModelCard],
+                  where: str = "the registry") -> ModelIdentity:
+    """The card that decides ``model``'s tier; refuse any card that would override the registry's.
+
+    ``known`` are the registry's cards: those of the release being evaluated, or
+    of the local registry for curated data.
+    """
     if model in known:
         if model_card is not None:
-            msg = (f"Model {model!r} has a card in the registry ({models_dir(registry) / f'{model}.yaml'}); its "
-                   f"leakage tier comes from that card only, so --model-card {model_card} is refused.")
+            msg = (f"Model {model!r} has a card in {where}; its leakage tier comes from that card only, so "
+                   f"--model-card {model_card} is refused.")
             raise UsageError(msg, hint=f"To evaluate a variant trained on other data, give it a name of its own "
                                        f"(e.g. --model {model}-variant) with its own card.")
-        card = load_model_card(model, registry)
+        card = known[model]
         return ModelIdentity(name=model, source="registry", card=card, card_sha256=card_digest(card))
     if model_card is None:
         return ModelIdentity(name=model, source="none", card=None, card_sha256=None)
-    card = load_model_card(model_card, registry)
+    card = load_model_card(model_card, Path("."))
     if card.name != model:
         msg = f"The card {model_card} describes model {card.name!r}, not {model!r}."
         raise UsageError(msg, hint=f"Pass --model {card.name}, or the card of {model!r}.")
@@ -80,3 +92,47 @@ def refuse_red(identity: ModelIdentity, tier: TierResult, what: str) -> None:
         msg = (f"{identity.name}{whose} x {what} is RED: {tier.reason}. Evaluating it would measure "
                "memorisation, not generalisation.")
         raise LeakageRefused(msg, hint="Pick data the model was not task-trained on (see `heldout audit`).")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CardScope:
+    """Where registry model cards come from for one evaluation, and where their recorded corpora live."""
+
+    cards: dict[str, ModelCard]
+    corpora_root: Path
+    where: str
+
+
+def card_scope(version: str, *, registry: str | Path | None, project_root: Path, project_registry: Path) -> CardScope:
+    """A release's own model cards and corpora for released data; the local registry's for curated data."""
+    if version == "curated":
+        return CardScope(cards=registry_cards(project_registry), corpora_root=project_root, where="the registry")
+    from heldout.pull import materialize_corpora, release_models
+
+    return CardScope(cards={card.name: card for card in release_models(version, registry)},
+                     corpora_root=materialize_corpora(version, registry), where=f"release {version}")
+
+
+def scored_cells(test_splits: list[str], split: np.ndarray | None, n: int) -> np.ndarray:
+    """The eval cells a task scores: its test splits, or every cell for ``all``."""
+    if "all" in test_splits or split is None:
+        return np.ones(n, dtype=bool)
+    return np.isin(split, test_splits)
+
+
+def task_tier(identity: ModelIdentity, data: EvalData, test_splits: list[str], *, scope: CardScope,
+              project_root: Path, mirror_root: str | Path | None, rescan: bool = False) -> tuple[TierResult, TierResult]:
+    """(tier of the whole dataset, tier of the cells the task scores), from the model's card only.
+
+    A registry card's recorded corpora are read where its registry keeps them; a
+    user card's relative to the user's own project.
+    """
+    from heldout.leakage.audit import audit
+
+    if identity.card is None:
+        gray = no_card_tier(identity, data.name, data.version)
+        return gray, gray
+    root = scope.corpora_root if identity.source == "registry" else project_root
+    whole = audit([identity.card], [data], mirror_root=mirror_root, project_root=root, rescan=rescan,
+                  user_supplied=identity.user_supplied)[0]
+    return whole, tier_of_cells(whole, scored_cells(test_splits, data.split, data.n), "cells the task scores")

@@ -35,7 +35,7 @@ def read_records(table: Path) -> list[dict]:
     return records
 
 
-def load_results(table: Path, tiers: dict[tuple[str, str, str], Recheck] | None = None) -> pd.DataFrame:
+def load_results(table: Path, tiers: dict[tuple[str, str, str, str], Recheck] | None = None) -> pd.DataFrame:
     """Latest result per (dataset, version, task, model), one row per metric.
 
     ``tiers`` maps (model, dataset, version) to the tier recomputed by
@@ -45,7 +45,7 @@ def load_results(table: Path, tiers: dict[tuple[str, str, str], Recheck] | None 
     rows = []
     for r in read_records(table):
         claimed = r.get("tier", "?")
-        recheck = (tiers or {}).get((r["model"], r["dataset"], r["dataset_version"]))
+        recheck = (tiers or {}).get((r["model"], r["dataset"], r["dataset_version"], r["task"]))
         tier = recheck.tier if recheck else "unverified"
         label = tier + (" (user card)" if recheck and recheck.card_source == "user" else "")
         if tier != claimed:

@@ -19,12 +19,11 @@ import heldout
 from heldout._files import sha256_file, write_json_atomic, write_text_atomic
 from heldout.errors import EvaluationError
 from heldout.evaluation import baselines, metrics
-from heldout.evaluation.gate import ModelIdentity, no_card_tier, refuse_red, resolve_model
+from heldout.evaluation.gate import ModelIdentity, card_scope, refuse_red, resolve_model, task_tier
 from heldout.evaluation.inputs import CURATED as CURATED_VERSION
 from heldout.evaluation.inputs import EvalDataset, align, load_eval_dataset, read_embeddings
 from heldout.evaluation.tasks import TaskCard, TaskKind, load_task_card
-from heldout.leakage.audit import audit
-from heldout.leakage.tiers import Tier, TierResult
+from heldout.leakage.tiers import Tier
 from heldout.project import Project, find_project
 
 RESULTS_TABLE = "results.jsonl"
@@ -37,9 +36,10 @@ class EvalResult:
     task: str
     kind: str
     model: str
-    tier: str
+    tier: str  # of the cells the task scores
     tier_reason: str
     gray_flag: bool
+    dataset_tier: str  # of the whole dataset (a task on the test split can be cleaner than its dataset)
     model_card_source: str  # registry | user | none: which card decided the tier
     model_card_sha256: str | None
     model_card: dict | None  # the user-supplied card itself, so a report can re-audit it
@@ -53,13 +53,6 @@ class EvalResult:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def leakage_tier(identity: ModelIdentity, data: EvalDataset, *, mirror_root: str | Path | None) -> TierResult:
-    """The tier of ``identity`` on ``data``, computed from its card (never read from anywhere)."""
-    if identity.card is None:
-        return no_card_tier(identity, data.name, data.version)
-    return audit([identity.card], [data.audit_data], mirror_root=mirror_root)[0]
 
 
 def _cells(task: TaskCard, data: EvalDataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -95,7 +88,7 @@ def score(task: TaskCard, data: EvalDataset, x: np.ndarray) -> dict[str, float]:
 def evaluate(*, dataset: str, task: str, model: str, embeddings: str | Path, ids: Path | None = None,
              obsm_key: str | None = None, model_card: Path | None = None, registry: str | Path | None = None,
              mirror_root: str | Path | None = None, results_dir: Path | None = None,
-             project: Project | None = None) -> EvalResult:
+             project: Project | None = None, rescan: bool = False) -> EvalResult:
     """Evaluate ``model``'s embeddings on ``dataset`` (NAME@VERSION) for ``task``; write the result."""
     project = project or find_project()
     task_card = load_task_card(task, project.registry)
@@ -103,9 +96,12 @@ def evaluate(*, dataset: str, task: str, model: str, embeddings: str | Path, ids
     if data.name != task_card.dataset:
         msg = f"Task {task!r} is defined on dataset {task_card.dataset!r}, not {data.name!r}."
         raise EvaluationError(msg, hint=f"Use --dataset {task_card.dataset}@VERSION.")
-    identity = resolve_model(model, model_card=model_card, registry=project.registry)
-    tier = leakage_tier(identity, data, mirror_root=mirror_root)
-    refuse_red(identity, tier, f"{data.name}@{data.version}")
+    scope = card_scope(data.version, registry=registry, project_root=project.root,
+                       project_registry=project.registry)
+    identity = resolve_model(model, model_card=model_card, known=scope.cards, where=scope.where)
+    whole, tier = task_tier(identity, data.audit_data, task_card.test_splits, scope=scope, project_root=project.root,
+                            mirror_root=mirror_root, rescan=rescan)
+    refuse_red(identity, tier, f"the cells {task_card.name} scores in {data.name}@{data.version}")
     cell_ids, matrix = read_embeddings(embeddings, ids_path=ids, obsm_key=obsm_key)
     x_model = align(cell_ids, matrix, data.adata.obs_names, what=f"embeddings {Path(embeddings).name}")
     embeddings_by_name = {
@@ -118,11 +114,12 @@ def evaluate(*, dataset: str, task: str, model: str, embeddings: str | Path, ids
     result = EvalResult(
         dataset=data.name, dataset_version=data.version, task=task_card.name, kind=task_card.kind.value,
         model=model, tier=tier.tier.value, tier_reason=tier.reason, gray_flag=tier.tier is Tier.GRAY,
+        dataset_tier=whole.tier.value,
         model_card_source=identity.source, model_card_sha256=identity.card_sha256,
         model_card=identity.card.to_dict() if identity.user_supplied and identity.card else None,
         n_train=int(train.sum()) if task_card.kind is TaskKind.annotation else 0, n_test=int(test.sum()),
         seed=task_card.seed, embeddings_sha256=sha256_file(embeddings), scores=scores,
-        evidence=[dataclasses.asdict(e) for e in tier.evidence], heldout_version=heldout.__version__)
+        evidence=[e.to_dict() for e in tier.evidence], heldout_version=heldout.__version__)
     write_result(result, results_dir or project.root / "results")
     return result
 
@@ -138,16 +135,15 @@ def write_result(result: EvalResult, folder: Path) -> Path:
     return path
 
 
-def _identity_of_record(record: dict, project: Project) -> ModelIdentity:
+def _identity_of_record(record: dict, known: dict) -> ModelIdentity:
     """The card a stored result must be re-audited with: the registry's for registry models, always."""
     from heldout.cards._base import parse_card
-    from heldout.cards.model import ModelCard, list_model_cards, load_model_card
+    from heldout.cards.model import ModelCard
     from heldout.evaluation.gate import card_digest
 
     name = record["model"]
-    if name in list_model_cards(project.registry):  # whatever the file says about its card
-        card = load_model_card(name, project.registry)
-        return ModelIdentity(name=name, source="registry", card=card, card_sha256=card_digest(card))
+    if name in known:  # whatever the file says about its card
+        return ModelIdentity(name=name, source="registry", card=known[name], card_sha256=card_digest(known[name]))
     if record.get("model_card_source") == "user" and isinstance(record.get("model_card"), dict):
         card = parse_card(record["model_card"], ModelCard, source=f"the user-supplied card stored with {name!r}")
         if card.name == name:
@@ -164,8 +160,9 @@ class Recheck:
 
 
 def recheck_tiers(records: list[dict], *, project: Project | None = None, registry: str | Path | None = None,
-                  mirror_root: str | Path | None = None) -> dict[tuple[str, str, str], Recheck]:
-    """Recompute the tier of every (model, dataset, version) in ``records`` from cards and eval data.
+                  mirror_root: str | Path | None = None, rescan: bool = False,
+                  ) -> dict[tuple[str, str, str, str], Recheck]:
+    """Recompute the tier of every (model, dataset, version, task) in ``records`` from cards and eval data.
 
     Nothing a results file says about a tier is used: a result edited to say
     GREEN shows the tier the registry's card gives.
@@ -173,17 +170,18 @@ def recheck_tiers(records: list[dict], *, project: Project | None = None, regist
     from heldout.leakage.audit import eval_from_curated, eval_from_release
 
     project = project or find_project()
-    tiers: dict[tuple[str, str, str], Recheck] = {}
+    tiers: dict[tuple[str, str, str, str], Recheck] = {}
     for record in records:
-        key = (record["model"], record["dataset"], record["dataset_version"])
+        name, version = record["dataset"], record["dataset_version"]
+        key = (record["model"], name, version, record["task"])
         if key in tiers:
             continue
-        identity = _identity_of_record(record, project)
-        name, version = record["dataset"], record["dataset_version"]
-        if identity.card is None:
-            tiers[key] = Recheck(no_card_tier(identity, name, version).tier.value, identity.source)
-            continue
+        scope = card_scope(version, registry=registry, project_root=project.root, project_registry=project.registry)
+        identity = _identity_of_record(record, scope.cards)
+        task_card = load_task_card(record["task"], project.registry)
         data = (eval_from_curated(project, name) if version == CURATED_VERSION
                 else eval_from_release(version, registry=registry, datasets=[name])[0])
-        tiers[key] = Recheck(audit([identity.card], [data], mirror_root=mirror_root)[0].tier.value, identity.source)
+        _, tier = task_tier(identity, data, task_card.test_splits, scope=scope, project_root=project.root,
+                            mirror_root=mirror_root, rescan=rescan)
+        tiers[key] = Recheck(tier.tier.value, identity.source)
     return tiers

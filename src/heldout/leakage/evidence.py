@@ -1,62 +1,120 @@
-"""Evidence of overlap between one model corpus and one evaluation dataset.
+"""Evidence of overlap between one model corpus and one evaluation dataset, cell by cell.
 
-Three levels are checked and each is reported: dataset ids (and collections),
-donors ``(dataset_id, donor_id)``, and cell content (fingerprints of raw count
-vectors, see :mod:`heldout.leakage.fingerprint`). Content catches the same
-cells re-published under another dataset id, or as non-primary copies.
-A corpus that cannot be resolved is ``unresolved`` with the reason: it never
-counts as clean.
+Every kind of documentation marks which eval cells the corpus has *seen*, at the
+finest level its documentation allows:
+
+* a recorded manifest, or a Census filter scanned live: a cell is seen when its
+  donor ``(dataset_id, donor_id)`` is in the corpus, or its counts match a
+  corpus cell exactly or nearly (:mod:`heldout.leakage.matching`); a cell of a
+  shared dataset whose donor is ``unknown``/``pooled``/``na`` and whose content
+  cannot be compared is counted as seen, since nothing can rule it out;
+* a list of dataset or collection ids: every cell of a listed dataset;
+* accessions: every cell of a dataset whose collection DOI or citation is listed;
+* a date cut-off: every cell, when the eval data were public before it.
+
+Prose, an incomplete list or an unreachable source is ``unresolved``: it never
+counts as clean. Because evidence is per cell, the same audit gives the tier of
+a whole dataset, of each split, and of exactly the cells a task scores.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import pandas as pd
-import tiledbsoma as soma
 
+from heldout.cards.dataset import SPECIAL_DONOR_IDS
 from heldout.cards.model import Corpus, Documentation
-from heldout.census import experiment, open_census
-from heldout.errors import HeldoutError
-from heldout.leakage.fingerprint import cell_fingerprints, from_columns, gene_keys
+from heldout.leakage.fingerprint import Signatures
+from heldout.leakage.universe import GeneUniverse
 
 Status = Literal["overlap", "clean", "unresolved"]
-BLOCK_CELLS = 50_000
-DOI_RE = re.compile(r"10\.\d{4,9}/[^\s;,]+", re.IGNORECASE)
+DOI_RE = re.compile(r"10\.\d{4,9}/[^\s;,)]+", re.IGNORECASE)
 ACCESSION_RE = re.compile(r"\b(GSE\d+|E-[A-Z]+-\d+|PMID:?\s*\d+)\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True, eq=False)
 class EvalData:
-    """What an audit needs of one evaluation dataset: ids, donors, fingerprints."""
+    """What an audit needs of one evaluation dataset, per cell."""
 
     name: str
     version: str | None
     organism: str
     census_version: str
-    dataset_ids: frozenset[str]
-    collection_ids: frozenset[str]
-    references: frozenset[str]  # normalised DOIs and accessions of the source collections
-    donors: frozenset[str]  # "dataset_id::donor_id"
-    fingerprints: np.ndarray  # (n_cells, 2) uint64
+    cell_ids: np.ndarray  # (n,) str
+    dataset_of_cell: np.ndarray  # (n,) str
+    donor_of_cell: np.ndarray  # (n,) str
+    sources: tuple[dict, ...]  # per source dataset: dataset_id, collection_id, collection_doi, citation
+    signatures: Signatures | None  # None: the release predates content signatures
+    universe: GeneUniverse | None  # genes the source datasets measured
+    split: np.ndarray | None = None  # (n,) split name per cell, when known
+
+    @property
+    def n(self) -> int:
+        return len(self.cell_ids)
+
+    @property
+    def dataset_ids(self) -> frozenset[str]:
+        return frozenset(self.dataset_of_cell.tolist())
+
+    @property
+    def donor_keys(self) -> np.ndarray:
+        return np.char.add(np.char.add(self.dataset_of_cell.astype(str), "::"), self.donor_of_cell.astype(str))
+
+    def references_of(self, dataset_id: str) -> set[str]:
+        refs: set[str] = set()
+        for src in self.sources:
+            if src.get("dataset_id") == dataset_id:
+                refs |= normalise_reference(f"{src.get('collection_doi', '')} {src.get('citation', '')}")
+        return refs
+
+    def collection_of(self, dataset_id: str) -> str:
+        return next((s.get("collection_id", "") for s in self.sources if s.get("dataset_id") == dataset_id), "")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CorpusEvidence:
+    """One corpus against one eval dataset: the status, why, and which eval cells it has seen."""
+
     corpus: str
     role: str
     documented_as: str
     status: Status
     reason: str
-    dataset_ids: tuple[str, ...] = ()
-    donors: tuple[str, ...] = ()
-    cells: int | None = None
-    cell_fraction: float | None = None
-    sources: tuple[str, ...] = field(default_factory=tuple)
+    sources: tuple[str, ...] = ()
+    dataset_ids: tuple[str, ...] = ()  # eval datasets (or collections) the corpus shares
+    donors: tuple[str, ...] = ()  # eval donors ("dataset::donor") the corpus shares
+    exact_cells: int | None = None  # eval cells matched exactly by content
+    near_cells: int | None = None  # eval cells matched nearly (not exactly)
+    uninformative: int | None = None  # eval cells below the information floor
+    comparable: int | None = None  # informative eval cells the corpus's genes allow to near-match
+    levels: dict[str, str] = field(default_factory=dict)  # ids/donors/exact/near: what was possible
+    examples: tuple[str, ...] = ()  # "eval cell -> corpus cell" of a few matches
+    seen: np.ndarray | None = field(default=None, repr=False)  # (n_eval,) bool; None when unresolved
+
+    @property
+    def cells(self) -> int | None:
+        return None if self.seen is None else int(self.seen.sum())
+
+    @property
+    def cell_fraction(self) -> float | None:
+        return None if self.seen is None else float(self.seen.mean()) if len(self.seen) else 0.0
+
+    def restrict(self, mask: np.ndarray, what: str) -> CorpusEvidence:
+        """The same evidence for a subset of the eval cells (a split, or the cells a task scores)."""
+        if self.seen is None:
+            return self
+        seen = self.seen[mask]
+        status: Status = "overlap" if seen.any() else "clean"
+        return dataclasses.replace(self, status=status, seen=seen,
+                                   reason=f"{int(seen.sum())} of the {int(mask.sum())} {what} seen; {self.reason}")
+
+    def to_dict(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "seen"}
+        return {**out, "cells": self.cells, "cell_fraction": self.cell_fraction}
 
 
 def normalise_reference(text: str) -> set[str]:
@@ -67,145 +125,54 @@ def normalise_reference(text: str) -> set[str]:
     return found
 
 
-def eval_from_tables(*, name: str, version: str | None, organism: str, census_version: str,
-                     sources: list[dict], fingerprints: pd.DataFrame) -> EvalData:
-    refs: set[str] = set()
-    for src in sources:
-        refs |= normalise_reference(f"{src.get('collection_doi', '')} {src.get('citation', '')}")
-    return EvalData(
-        name=name, version=version, organism=organism, census_version=census_version,
-        dataset_ids=frozenset(fingerprints["dataset_id"].astype(str)),
-        collection_ids=frozenset(s["collection_id"] for s in sources if s.get("collection_id")),
-        references=frozenset(refs),
-        donors=frozenset((fingerprints["dataset_id"].astype(str) + "::" + fingerprints["donor_id"].astype(str))),
-        fingerprints=from_columns(fingerprints))
+def common_fields(corpus: Corpus) -> dict:
+    return {"corpus": corpus.name, "role": corpus.role.value, "documented_as": corpus.documented_as.value,
+            "sources": tuple(s.ref for s in corpus.sources)}
 
 
-class FingerprintMatcher:
-    """Exact membership of fingerprints in an eval set: lane-0 prefilter, then both lanes."""
-
-    def __init__(self, eval_fps: np.ndarray) -> None:
-        self.eval = pd.DataFrame({"a": eval_fps[:, 0], "b": eval_fps[:, 1], "i": np.arange(len(eval_fps))})
-        self.lane0 = np.unique(eval_fps[:, 0])
-
-    def matches(self, fps: np.ndarray) -> np.ndarray:
-        """Indices of eval cells whose fingerprint occurs in ``fps``."""
-        cand = fps[np.isin(fps[:, 0], self.lane0)]
-        if not len(cand):
-            return np.zeros(0, dtype=np.int64)
-        hits = self.eval.merge(pd.DataFrame({"a": cand[:, 0], "b": cand[:, 1]}).drop_duplicates(), on=["a", "b"])
-        return hits["i"].to_numpy()
+def unresolved(corpus: Corpus, reason: str) -> CorpusEvidence:
+    return CorpusEvidence(status="unresolved", reason=reason, **common_fields(corpus))
 
 
-def scan_query_for_fingerprints(query: soma.ExperimentAxisQuery, eval_fps: np.ndarray,
-                                block_cells: int = BLOCK_CELLS) -> np.ndarray:
-    """Bool mask over eval cells: True where the query's cells contain the same counts.
-
-    Streams X in row blocks; memory is bounded by the block, not the corpus size.
-    """
-    var = query.var(column_names=["soma_joinid", "feature_id"]).concat().to_pandas().sort_values("soma_joinid")
-    keys = gene_keys(var["feature_id"].to_numpy())
-    matcher = FingerprintMatcher(eval_fps)
-    found = np.zeros(len(eval_fps), dtype=bool)
-    for csr, _ in query.X("raw").blockwise(axis=0, size=block_cells, eager=True).scipy():
-        found[matcher.matches(cell_fingerprints(csr, keys))] = True
-    return found
+def from_seen(corpus: Corpus, seen: np.ndarray, reason: str, **extra: object) -> CorpusEvidence:
+    status: Status = "overlap" if seen.any() else "clean"
+    return CorpusEvidence(status=status, reason=reason, seen=seen, **common_fields(corpus), **extra)
 
 
-def _census_evidence(corpus: Corpus, evals: list[EvalData], mirror_root: str | Path | None,
-                     obs_filter: str, common: dict) -> list[CorpusEvidence]:
-    """One scan of the corpus for all eval datasets: ids, donors and content at once."""
-    q = corpus.census
-    same = [d for d in evals if d.organism == q.organism.value]
-    out: dict[str, CorpusEvidence] = {
-        d.name: CorpusEvidence(status="clean", reason=f"corpus is {q.organism.value}, the eval data {d.organism}: "
-                               "different Census experiments", **common) for d in evals if d not in same}
-    if same:
-        for name, evidence in _scan_census(corpus, same, mirror_root, obs_filter, common).items():
-            out[name] = evidence
-    return [out[d.name] for d in evals]
-
-
-def _scan_census(corpus: Corpus, evals: list[EvalData], mirror_root: str | Path | None, obs_filter: str,
-                 common: dict) -> dict[str, CorpusEvidence]:
-    q = corpus.census
-    try:
-        with open_census(q.version, source=q.source, mirror_root=mirror_root) as census:
-            exp = experiment(census, q.organism.value)
-            obs = exp.obs.read(value_filter=obs_filter, column_names=["soma_joinid", "dataset_id", "donor_id"]
-                               ).concat().to_pandas()
-            all_fps = np.concatenate([d.fingerprints for d in evals])
-            found = np.zeros(len(all_fps), dtype=bool)
-            if len(obs):
-                coords = soma.AxisQuery(coords=(obs["soma_joinid"].to_numpy(),))
-                with exp.axis_query("RNA", obs_query=coords) as query:
-                    found = scan_query_for_fingerprints(query, all_fps)
-    except HeldoutError as exc:
-        reason = f"cannot resolve Census {q.source} {q.version}: {exc.message}"
-        return {d.name: CorpusEvidence(status="unresolved", reason=reason, **common) for d in evals}
-    except Exception as exc:  # noqa: BLE001 - a filter the source rejects, a network failure
-        reason = f"Census {q.source} {q.version} query failed: {type(exc).__name__}: {exc}"
-        return {d.name: CorpusEvidence(status="unresolved", reason=reason, **common) for d in evals}
-    corpus_ids = set(obs["dataset_id"].astype(str))
-    corpus_donors = set(obs["dataset_id"].astype(str) + "::" + obs["donor_id"].astype(str))
-    proxy = f" (standing in for {q.proxy_for})" if q.proxy_for else ""
-    out, start = {}, 0
-    for d in evals:
-        hit = found[start:start + len(d.fingerprints)]
-        start += len(d.fingerprints)
-        ids, donors, n = sorted(corpus_ids & d.dataset_ids), sorted(corpus_donors & d.donors), int(hit.sum())
-        reason = (f"{len(obs)} corpus cells in Census {q.source} {q.version}{proxy}: {len(ids)} shared dataset(s), "
-                  f"{len(donors)} shared donor(s), {n} of {len(hit)} eval cells with identical counts")
-        out[d.name] = CorpusEvidence(status="overlap" if (ids or donors or n) else "clean", reason=reason,
-                                     dataset_ids=tuple(ids), donors=tuple(donors), cells=n,
-                                     cell_fraction=n / max(len(hit), 1), **common)
-    return out
-
-
-def evidence_for(corpus: Corpus, evals: list[EvalData], *,
-                 mirror_root: str | Path | None = None) -> list[CorpusEvidence]:
-    """Evidence of one corpus against several eval datasets (one Census scan for all)."""
-    common = {"corpus": corpus.name, "role": corpus.role.value, "documented_as": corpus.documented_as.value,
-              "sources": tuple(s.ref for s in corpus.sources)}
-    if corpus.documented_as is Documentation.census_filter:
-        return _census_evidence(corpus, evals, mirror_root, corpus.census.obs_value_filter, common)
-    if corpus.documented_as is Documentation.dataset_ids and corpus.census is not None and corpus.dataset_ids:
-        listed = ", ".join(repr(d) for d in corpus.dataset_ids)
-        found = _census_evidence(corpus, evals, mirror_root, f"dataset_id in [{listed}]", common)
-        if all(e.status != "unresolved" for e in found):  # content checked through the named Census
-            return found
-    return [corpus_evidence(corpus, d, mirror_root=mirror_root) for d in evals]
-
-
-def corpus_evidence(corpus: Corpus, data: EvalData, *, mirror_root: str | Path | None = None) -> CorpusEvidence:
-    """Compare one corpus with one eval dataset at every level its documentation allows."""
-    common = {"corpus": corpus.name, "role": corpus.role.value, "documented_as": corpus.documented_as.value,
-              "sources": tuple(s.ref for s in corpus.sources)}
+def listed_evidence(corpus: Corpus, data: EvalData) -> CorpusEvidence:
+    """Ids, accessions, a cut-off or prose: evidence without cell content."""
     kind = corpus.documented_as
-    if kind is Documentation.census_filter:
-        return _census_evidence(corpus, [data], mirror_root, corpus.census.obs_value_filter, common)[0]
-    if kind is Documentation.dataset_ids:
-        ids = sorted((set(corpus.dataset_ids) & data.dataset_ids) | (set(corpus.collection_ids) & data.collection_ids))
-        status: Status = "overlap" if ids else "clean"
-        return CorpusEvidence(status=status, reason=f"{len(ids)} of the listed dataset/collection ids are "
-                              "the eval data's (id level only: no content check without a Census)",
-                              dataset_ids=tuple(ids), **common)
+    if kind in (Documentation.dataset_ids, Documentation.census_filter):
+        shared = sorted(set(corpus.dataset_ids) & data.dataset_ids)
+        collections = {d for d in data.dataset_ids if data.collection_of(d) in set(corpus.collection_ids)}
+        seen = np.isin(data.dataset_of_cell, list(set(shared) | collections))
+        return from_seen(corpus, seen, f"{len(shared) + len(collections - set(shared))} of the listed dataset/collection "
+                         "ids are the eval data's (id level only: no content check without a recorded manifest or "
+                         "a reachable Census)", dataset_ids=tuple(sorted(set(shared) | collections)),
+                         levels={"ids": "checked", "donors": "not possible (no donor list)",
+                                 "exact": "not possible", "near": "not possible"})
     if kind is Documentation.accessions:
         listed = set().union(*(normalise_reference(a) or {a.lower()} for a in corpus.accessions))
-        shared = sorted(listed & data.references)
-        if shared:
-            return CorpusEvidence(status="overlap", reason=f"eval source accessions in the corpus list: "
-                                  f"{', '.join(shared)}", **common)
+        hit_datasets = [d for d in sorted(data.dataset_ids) if data.references_of(d) & listed]
+        if hit_datasets:
+            shared = sorted(set().union(*(data.references_of(d) & listed for d in hit_datasets)))
+            return from_seen(corpus, np.isin(data.dataset_of_cell, hit_datasets),
+                             f"eval source accessions in the corpus list: {', '.join(shared)}",
+                             dataset_ids=tuple(hit_datasets), levels={"ids": "accessions checked"})
         if corpus.complete:
-            return CorpusEvidence(status="clean", reason=f"none of the eval source accessions "
-                                  f"({', '.join(sorted(data.references)) or 'none recorded'}) is listed", **common)
-        return CorpusEvidence(status="unresolved", reason="the corpus accession list held here is incomplete "
-                              "(complete: false), so absence proves nothing", **common)
+            refs = sorted(set().union(*(data.references_of(d) for d in data.dataset_ids)))
+            return from_seen(corpus, np.zeros(data.n, dtype=bool), f"none of the eval source accessions "
+                             f"({', '.join(refs) or 'none recorded'}) is listed", levels={"ids": "accessions checked"})
+        return unresolved(corpus, "the corpus accession list held here is incomplete (complete: false), so absence "
+                                  "proves nothing")
     if kind is Documentation.date_cutoff:
-        if data.census_version <= corpus.cutoff_date:
-            return CorpusEvidence(status="overlap", reason=f"eval data was public in Census {data.census_version}, "
-                                  f"before the corpus cut-off {corpus.cutoff_date}", **common)
-        return CorpusEvidence(status="unresolved", reason=f"eval data is from Census {data.census_version}, after the "
-                              f"cut-off {corpus.cutoff_date}; when its datasets were first public is unknown",
-                              **common)
-    return CorpusEvidence(status="unresolved", reason="the corpus is documented in prose only", **common)
+        if data.census_version <= (corpus.cutoff_date or ""):
+            return from_seen(corpus, np.ones(data.n, dtype=bool), f"eval data was public in Census "
+                             f"{data.census_version}, before the corpus cut-off {corpus.cutoff_date}")
+        return unresolved(corpus, f"eval data is from Census {data.census_version}, after the cut-off "
+                                  f"{corpus.cutoff_date}; when its datasets were first public is unknown")
+    return unresolved(corpus, "the corpus is documented in prose only")
+
+
+def special_donor(donors: np.ndarray) -> np.ndarray:
+    return np.isin(donors.astype(str), list(SPECIAL_DONOR_IDS))

@@ -9,8 +9,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from heldout.leakage.evidence import CorpusEvidence
 
@@ -31,6 +34,14 @@ class TierResult:
     reason: str
     evidence: tuple[CorpusEvidence, ...]
     user_supplied: bool = False  # the card came from the user, not the registry
+    splits: dict[str, str] = field(default_factory=dict)  # the tier of each split's cells
+
+
+def tier_of_cells(result: TierResult, mask: np.ndarray, what: str) -> TierResult:
+    """The tier of a subset of the eval cells (a split, the cells a task scores), from the same evidence."""
+    evidence = [e.restrict(mask, what) for e in result.evidence]
+    sub = assign_tier(result.model, result.dataset, result.version, evidence)
+    return dataclasses.replace(sub, user_supplied=result.user_supplied)
 
 
 def assign_tier(model: str, dataset: str, version: str | None, evidence: list[CorpusEvidence]) -> TierResult:
