@@ -15,7 +15,7 @@ setup: $(HELDOUT)
 $(HELDOUT): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[test]"
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[test,demo]"
 	touch $@
 
 demo: $(HELDOUT)
@@ -25,7 +25,16 @@ demo: $(HELDOUT)
 	cd demo/registry && git add -A && git commit -qm "Build the datasets" && $(WITH_VENV) heldout release v1
 	cd demo && $(HELDOUT) pull glioma-tirosh2016@v1 --registry registry -o glioma-tirosh2016.h5ad
 	cd demo && $(HELDOUT) validate glioma-tirosh2016.h5ad
-	cd demo/registry && $(HELDOUT) audit --report ../audit.md
+	# A real model trained from release v1 (CellTypist + a PCA encoder); its two corpora recorded exactly
+	cd demo/registry && $(BIN)/python -m heldout.demo.pancreas_typist train --registry . --release v1 --out ../model
+	cd demo/registry && $(HELDOUT) corpus record --model pancreas-typist --corpus encoder-cells \
+		--role pretraining ../model/pretraining.h5ad
+	cd demo/registry && $(HELDOUT) corpus record --model pancreas-typist --corpus labelled-cells \
+		--role task_training ../model/task_training.h5ad
+	cd demo/registry && git add -A && git commit -qm "pancreas-typist: recorded corpora" && \
+		$(WITH_VENV) heldout release v2
+	# Audit release v2 from outside the registry: every card and corpus fetched from it and verified
+	cd demo && $(HELDOUT) audit --release v2 --registry registry --report audit.md
 
 lint: $(HELDOUT)
 	test -f mirror/release.json || $(HELDOUT) mirror build

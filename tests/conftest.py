@@ -81,12 +81,6 @@ def curated(tmp_path_factory: pytest.TempPathFactory, mirror_root: Path) -> Proj
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Project:
     base = tmp_path_factory.mktemp("registry")
     project = init_registry(base / "reg", template=Project(REPO))
-    # keep the pipeline small and fast: two datasets (one with orthologs)
-    params = yaml.safe_load((project.root / "params.yaml").read_text())
-    params["datasets"] = ["glioma-tirosh2016", "mouse-brain-10k"]
-    params["orthologs"]["apply"] = [a for a in params["orthologs"]["apply"] if a["dataset"] in params["datasets"]]
-    (project.root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run_ok(project.root, "git", "commit", "-qam", "two datasets")
     run_ok(project.root, "dvc", "repro", "-q")
     run_ok(project.root, "git", "add", "-A")
     run_ok(project.root, "git", "commit", "-qm", "build")

@@ -25,7 +25,7 @@ def corpus() -> None:
 @click.option("--organism", type=click.Choice(["homo_sapiens", "mus_musculus"]), default=None,
               help="With FILES named by gene symbol: the organism whose GENCODE maps them.")
 @click.option("--dataset-id", default=None, help="With FILES without a dataset_id column: the id to record.")
-@click.option("--soma", "input_kind", flag_value="soma", default=False,
+@click.option("--soma", "input_kind", flag_value="soma", default="h5ad",
               help="FILES are SOMA experiment URIs, not h5ad files.")
 @click.option("--partition-cells", type=click.IntRange(min=1), default=1_000_000, show_default=True,
               help="Cells per Census partition (one Dask task each; a killed run resumes per partition).")
@@ -36,7 +36,7 @@ def corpus() -> None:
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
 @MIRROR_OPTION
 def record(model: str, corpus_name: str | None, role: str | None, organism: str | None, dataset_id: str | None,
-           input_kind: str | None, partition_cells: int, workers: int, scheduler: str | None, replace: bool,
+           input_kind: str, partition_cells: int, workers: int, scheduler: str | None, replace: bool,
            files: tuple[Path, ...], mirror_root: Path | None) -> None:
     """Record a model's corpora into manifests: ids, donors and every cell's content signatures.
 
@@ -56,7 +56,7 @@ def record(model: str, corpus_name: str | None, role: str | None, organism: str 
         client = Client(scheduler)
     try:
         results = record_model_corpora(model, corpus=corpus_name, inputs=list(files) or None, role=role,
-                                       organism=organism, dataset_id=dataset_id, input_kind=input_kind or "h5ad",
+                                       organism=organism, dataset_id=dataset_id, input_kind=input_kind,
                                        mirror_root=mirror_root, partition_cells=partition_cells, workers=workers,
                                        client=client, replace=replace, progress=True,
                                        say=lambda msg: console.print(f"[dim]{msg}[/]"))

@@ -1,0 +1,78 @@
+"""The demo's real model: trained from a release, its corpora recorded, released, audited from elsewhere.
+
+This is what `make demo` does, on the session registry (cloned, so other tests' releases are untouched).
+The audit must show all four tiers on real pairings, each from evidence, and the recorded corpora must
+come back through the release verified.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from heldout.cli import cli
+from heldout.errors import ChecksumMismatch
+from heldout.project import Project
+from tests.helpers import run_ok
+
+
+@pytest.fixture(scope="module")
+def released(registry: Project, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("demo")
+    clone = base / "registry"
+    run_ok(base, "git", "clone", "-q", str(registry.root), str(clone))
+    run_ok(clone, "dvc", "pull", "-q")
+    run_ok(clone, "python", "-m", "heldout.demo.pancreas_typist", "train", "--registry", ".", "--release", "v1",
+           "--out", str(base / "model"))
+    for corpus, role, file in (("encoder-cells", "pretraining", "pretraining.h5ad"),
+                               ("labelled-cells", "task_training", "task_training.h5ad")):
+        run_ok(clone, "heldout", "corpus", "record", "--model", "pancreas-typist", "--corpus", corpus, "--role", role,
+               str(base / "model" / file))
+    run_ok(clone, "git", "add", "-A")
+    run_ok(clone, "git", "commit", "-qm", "pancreas-typist")
+    run_ok(clone, "heldout", "release", "v3")
+    return clone
+
+
+def test_demo_audit_shows_every_tier_from_evidence(released: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HELDOUT_CACHE", str(tmp_path / "cache"))  # nothing cached: everything fetched and verified
+    monkeypatch.delenv("HELDOUT_PROJECT", raising=False)
+    result = CliRunner().invoke(cli, ["audit", "--release", "v3", "--registry", str(released),
+                                      "--json", "audit.json", "--report", "audit.md"])
+    assert result.exit_code == 0, result.output
+    rows = {(r["model"], r["dataset"]): r for r in json.loads(Path("audit.json").read_text())}
+    typist = {d: r for (m, d), r in rows.items() if m == "pancreas-typist"}
+    assert typist["glioma-tirosh2016"]["tier"] == "YELLOW" and typist["pbmc-blood"]["tier"] == "YELLOW"
+    assert typist["baron-pancreas-human"]["tier"] == "RED"
+    assert typist["baron-pancreas-human"]["splits"]["test"] == "GREEN"  # the held-out donor was never seen
+    assert typist["baron-pancreas-mouse"]["tier"] == typist["mouse-brain-10k"]["tier"] == "GREEN"
+    assert rows[("transcriptformer", "pbmc-blood")]["tier"] == "GRAY"
+    assert {r["tier"] for r in rows.values()} == {"GREEN", "YELLOW", "RED", "GRAY"}
+    red = typist["baron-pancreas-human"]["evidence"][1]
+    assert red["corpus"] == "labelled-cells" and len(red["donors"]) == 3 and red["exact_cells"] > 1000
+    assert "recorded manifest" in red["reason"]
+    assert "### pancreas-typist x baron-pancreas-human: RED" in Path("audit.md").read_text()
+
+
+def test_released_corpora_are_verified_when_pulled(released: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from heldout.pull import materialize_corpora
+
+    monkeypatch.setenv("HELDOUT_CACHE", str(tmp_path / "cache"))
+    root = materialize_corpora("v3", released)
+    manifest = root / "corpora" / "pancreas-typist" / "labelled-cells" / "manifest.yaml"
+    assert manifest.exists() and (manifest.parent / "data" / "donors.parquet").exists()
+    cached = next((tmp_path / "cache" / "objects").rglob("*"))
+    while cached.is_dir():
+        cached = next(cached.iterdir())
+    with open(cached, "r+b") as fh:  # corrupt one cached object
+        fh.write(b"corrupt")
+    for target in (root / "corpora").rglob("*.parquet"):
+        target.unlink()
+    with pytest.raises(ChecksumMismatch):
+        materialize_corpora("v3", released)
