@@ -7,6 +7,7 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import tiledbsoma as soma
 import yaml
@@ -15,6 +16,7 @@ from heldout._files import sha256_file
 from heldout.cards.dataset import load_dataset_card
 from heldout.census import open_census
 from heldout.curation import artifact_paths, curate
+from heldout.leakage.fingerprint import Signatures
 from heldout.leakage.universe import GeneUniverse
 from heldout.errors import CardError
 from heldout.mirror.build import DEFAULT_VERSION
@@ -47,9 +49,10 @@ def test_lock_records_what_was_resolved(curated: Project) -> None:
     assert lock["h5ad_sha256"] == sha256_file(artifact_paths(curated, "glioma-tirosh2016")[0])
     assert "is_primary_data == True" in lock["obs_value_filter"]
     fps = pd.read_parquet(fp_path)
-    assert len(fps) == 184 and {"fingerprint_0", "fingerprint_1", "sketch", "n_genes", "band_0"} <= set(fps.columns)
-    assert str(fps["fingerprint_0"].dtype) == "uint64" and fps[["fingerprint_0", "fingerprint_1"]].any(axis=1).all()
-    assert (fps["n_genes"] >= 20).all() and len(fps["sketch"].iloc[0]) == 32
+    assert len(fps) == 184 and {"probe", "sketch", "n_genes", "n_counts"} <= set(fps.columns)
+    sig = Signatures.from_table(pq.read_table(fp_path))
+    assert sig.exact.dtype == np.uint64 and sig.exact.any(axis=1).all() and sig.sketch.shape == (184, 32)
+    assert (fps["n_genes"] >= 20).all() and len(fps["probe"].iloc[0]) == 80  # 2 fingerprint lanes + 8 bands
     universe = GeneUniverse.read(paths.genes)  # the genes the source dataset measured
     assert list(universe.measured) == list(fps["dataset_id"].unique()) and universe.measured[fps["dataset_id"][0]].sum() > 8000
 

@@ -239,8 +239,8 @@ def test_information_poor_cells_are_never_content_evidence(mirror_root: Path) ->
     from heldout.leakage.fingerprint import band_keys
     from heldout.leakage.matching import CorpusBatch
 
-    batch = CorpusBatch(dataset_id="same", exact=corpus.exact, bands=band_keys(corpus.sketch),
-                        cell_ids=np.arange(len(poor)).astype(str), sketch_rows=lambda r: corpus.sketch[r])
+    batch = CorpusBatch(dataset_id="same", probe=np.concatenate([corpus.exact, band_keys(corpus.sketch)], axis=1),
+                        cell_ids=lambda r: np.asarray(r).astype(str), sketches=lambda: corpus.sketch)
     hits = match_corpus(index, [batch])
     assert not hits.any.any() and not index.informative.any()
     assert MIN_GENES == 20
@@ -343,6 +343,10 @@ def test_audit_cli_report_and_json(leak: Project, mirror_root: Path, tmp_path: P
     text = (tmp_path / "a.md").read_text()
     assert "## Evidence per corpus" in text and "evidence levels: ids: checked" in text
     assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
+    notes = [line for line in result.output.splitlines() if re.match(r"\[\d+\] ", line)]  # evidence below the table
+    assert len(notes) == len({d["reason"] for d in data}) and any("184 exact" in n for n in notes)
+    wide = CliRunner().invoke(cli, ["audit", "--model", "mirror-glioma-finetuned", "--mirror", str(mirror_root), "--wide"])
+    assert wide.exit_code == 0 and not re.search(r"^\[\d+\] ", wide.output, re.M) and "184 exact" in wide.output
 
 
 def test_markdown_report_for_real_cards(evals: dict, mirror_root: Path, tmp_path: Path, leak: Project) -> None:

@@ -32,7 +32,7 @@ from heldout._files import atomic_path, read_yaml, sha256_file, write_yaml_atomi
 from heldout.cards.dataset import DatasetCard, DatasetLock, SourceDataset, load_dataset_card
 from heldout.census import ResolvedCensus, experiment, open_resolved, resolve_census
 from heldout.errors import CardError, SourceError
-from heldout.leakage.fingerprint import Signatures, gene_keys, signatures
+from heldout.leakage.fingerprint import Signatures, gene_keys, signatures, write_options
 from heldout.leakage.universe import GeneUniverse
 from heldout.mirror.assemble import OBS_COLUMNS
 from heldout.project import Project, find_project
@@ -166,7 +166,7 @@ def write_signature_table(path: Path, cell_ids: np.ndarray, dataset_ids: np.ndar
     table = pa.table({"observation_joinid": pa.array(cell_ids, pa.string()),
                       "dataset_id": pa.array(dataset_ids, pa.string()), "donor_id": pa.array(donor_ids, pa.string()),
                       **sig.columns()})
-    pq.write_table(table, path)
+    pq.write_table(table, path, **write_options(table.column_names))
 
 
 def _stream_x(query: soma.ExperimentAxisQuery, obs: pd.DataFrame, var: pd.DataFrame, out: Path,

@@ -18,13 +18,13 @@ from heldout._files import read_yaml, sha256_file, write_json_atomic
 from heldout.cards._base import FrozenRecord, parse_card
 from heldout.cards.model import CorpusRole
 from heldout.errors import ChecksumMismatch, HeldoutError
-from heldout.leakage.fingerprint import N_BANDS, sketch_from_column
+from heldout.leakage.fingerprint import PROBE_WIDTH, SKETCH_BUCKETS, matrix
 from heldout.leakage.matching import CorpusBatch
 from heldout.leakage.universe import GeneUniverse
 
 MANIFEST = "manifest.yaml"
 DATA = "data"
-PROBE_COLUMNS = ["cell_id", "fingerprint_0", "fingerprint_1", *(f"band_{b}" for b in range(N_BANDS))]
+PROBE_COLUMNS = ["probe"]
 
 
 class InputFile(FrozenRecord):
@@ -168,19 +168,18 @@ class CorpusReader:
             if record.dataset_id is None:
                 continue
             path = self.folder / record.path
-            parquet = pq.ParquetFile(path)
+            parquet = pq.ParquetFile(path, memory_map=True)
             genes = universe.genes_of(record.dataset_id)
             for group in range(parquet.num_row_groups):
                 table = parquet.read_row_group(group, columns=PROBE_COLUMNS)
-                exact = np.stack([table.column(f"fingerprint_{lane}").to_numpy() for lane in (0, 1)], axis=1)
-                bands = np.stack([table.column(f"band_{b}").to_numpy() for b in range(N_BANDS)], axis=1)
-                yield CorpusBatch(dataset_id=record.dataset_id, exact=exact, bands=bands,
-                                  cell_ids=table.column("cell_id").to_numpy(zero_copy_only=False),
-                                  sketch_rows=_sketch_reader(parquet, group), genes=genes)
+                yield CorpusBatch(dataset_id=record.dataset_id, probe=matrix(table.column("probe"), PROBE_WIDTH),
+                                  cell_ids=_column_reader(parquet, group), sketches=_sketch_reader(parquet, group),
+                                  genes=genes)
 
 
-def _sketch_reader(parquet: pq.ParquetFile, group: int):  # noqa: ANN202 - a rows -> sketches callable
-    def read(rows: np.ndarray) -> np.ndarray:
-        return sketch_from_column(parquet.read_row_group(group, columns=["sketch"]).column("sketch"))[rows]
+def _sketch_reader(parquet: pq.ParquetFile, group: int):  # noqa: ANN202 - a () -> sketches callable
+    return lambda: matrix(parquet.read_row_group(group, columns=["sketch"]).column("sketch"), SKETCH_BUCKETS)
 
-    return read
+
+def _column_reader(parquet: pq.ParquetFile, group: int):  # noqa: ANN202 - a rows -> cell ids callable
+    return lambda rows: parquet.read_row_group(group, columns=["cell_id"]).column("cell_id").take(rows).to_pylist()

@@ -34,14 +34,14 @@ from heldout.corpora.manifest import (DATA, MANIFEST, CorpusManifest, CorpusSour
                                       InputFile, corpus_dir, safe_name)
 from heldout.errors import UsageError
 from heldout.genes import map_genes
-from heldout.leakage.fingerprint import (MIN_GENES, N_BANDS, SKETCH_BUCKETS, Signatures, gene_keys,
-                                         signatures)
+from heldout.leakage.fingerprint import (MIN_GENES, N_BANDS, SKETCH_BUCKETS, Signatures, gene_keys, signatures,
+                                         sorted_unique, write_options)
 from heldout.leakage.universe import GeneUniverse
 from heldout.sources import CellSource, CensusSource, H5adSource, SomaSource
 
 DEFAULT_PARTITION_CELLS = 1_000_000
 BLOCK_CELLS = 25_000
-ROW_GROUP = 262_144
+ROW_GROUP = 65_536  # rows per parquet row group: a sketch column is read only for groups with candidates
 SIGNATURE_PARAMS = {"sketch_buckets": SKETCH_BUCKETS, "bands": N_BANDS, "min_genes": MIN_GENES}
 
 
@@ -113,14 +113,12 @@ def record_part(spec: PartSpec, block_cells: int = BLOCK_CELLS) -> dict:
 
 
 def _write_cells(folder: Path, obs: pd.DataFrame, sig: Signatures) -> None:
-    hashes = {c: "NONE" for c in ("fingerprint_0", "fingerprint_1", "sketch", *(f"band_{b}" for b in range(N_BANDS)))}
     for dataset, rows in obs.groupby("dataset_id", sort=True).indices.items():
         part = sig.take(rows)
         table = pa.table({"cell_id": pa.array(obs["cell_id"].to_numpy()[rows], pa.string()),
-                          "donor_id": pa.array(obs["donor_id"].to_numpy()[rows], pa.string()).dictionary_encode(),
-                          **part.columns()})
+                          "donor_id": pa.array(obs["donor_id"].to_numpy()[rows], pa.string()), **part.columns()})
         pq.write_table(table, folder / f"{safe_name(dataset)}.parquet", row_group_size=ROW_GROUP,
-                       compression={c: hashes.get(c, "ZSTD") for c in table.column_names})
+                       **write_options(table.column_names))
 
 
 def _write_donors(path: Path, obs: pd.DataFrame, sig: Signatures) -> None:
@@ -260,7 +258,7 @@ def _concat(parts: list[Path], name: str) -> pd.DataFrame:
 def _merge_universes(universes: list[GeneUniverse]) -> GeneUniverse:
     if not universes:
         return GeneUniverse(np.zeros(0, np.uint64), {})
-    prefixes = np.unique(np.concatenate([u.prefixes for u in universes]))
+    prefixes = sorted_unique(np.concatenate([u.prefixes for u in universes]))
     measured: dict[str, np.ndarray] = {}
     for u in universes:
         for dataset, mask in u.measured.items():

@@ -87,9 +87,11 @@ class LiveCensusView:
                 start += block.shape[0]
                 for dataset, idx in rows.groupby("dataset_id").indices.items():
                     part = sig.take(idx)
-                    yield CorpusBatch(dataset_id=dataset, exact=part.exact, bands=band_keys(part.sketch),
-                                      cell_ids=rows["cell_id"].to_numpy()[idx],
-                                      sketch_rows=lambda r, s=part.sketch: s[r], genes=self.universe.genes_of(dataset))
+                    ids = rows["cell_id"].to_numpy()[idx]
+                    probe = np.concatenate([part.exact, band_keys(part.sketch)], axis=1)
+                    yield CorpusBatch(dataset_id=dataset, probe=probe,
+                                      cell_ids=lambda r, ids=ids: ids[r], sketches=lambda s=part.sketch: s,
+                                      genes=self.universe.genes_of(dataset))
         finally:
             self.source.close()
 

@@ -53,6 +53,18 @@ def gene_keys(feature_ids: np.ndarray | list[str]) -> np.ndarray:
         dtype=np.uint64, count=len(feature_ids))
 
 
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique`` for wide-range integers by sort and neighbour comparison.
+
+    numpy 2.4's plain ``np.unique`` takes a path about 80x slower than this on
+    64-bit hashes (10 s instead of 0.13 s for 5M values here).
+    """
+    ordered = np.sort(values)
+    if len(ordered) == 0:
+        return ordered
+    return ordered[np.concatenate([[True], ordered[1:] != ordered[:-1]])]
+
+
 def gene_prefix(keys: np.ndarray) -> np.ndarray:
     """The part of a gene key a sketch value carries (its top 40 bits, low bits zero)."""
     return (np.asarray(keys, dtype=np.uint64) >> np.uint64(COUNT_BITS)) << np.uint64(COUNT_BITS)
@@ -127,26 +139,50 @@ class Signatures:
                           np.concatenate([p.n_genes for p in parts]), np.concatenate([p.n_counts for p in parts]))
 
     def columns(self) -> dict[str, pa.Array]:
-        """Arrow columns as stored in fingerprint and corpus files (bands are stored for fast joins)."""
-        bands = band_keys(self.sketch)
-        return {"fingerprint_0": pa.array(self.exact[:, 0]), "fingerprint_1": pa.array(self.exact[:, 1]),
-                **{f"band_{b}": pa.array(bands[:, b]) for b in range(N_BANDS)},
-                "sketch": pa.FixedSizeListArray.from_arrays(pa.array(self.sketch.ravel()), SKETCH_BUCKETS),
+        """Arrow columns as stored in fingerprint and corpus files.
+
+        ``probe`` holds what a join reads: the exact fingerprint and the band keys,
+        10 uint64 per cell; ``sketch`` the 32 bucket values. Both are fixed-size
+        binary columns, which parquet stores flat (no list levels): a reader views
+        them as uint64 matrices without copying, at ~2 GB/s here.
+        """
+        probe = np.concatenate([self.exact, band_keys(self.sketch)], axis=1)
+        return {"probe": _fixed_binary(probe), "sketch": _fixed_binary(self.sketch),
                 "n_genes": pa.array(self.n_genes), "n_counts": pa.array(self.n_counts)}
 
     @staticmethod
     def from_table(table: pa.Table) -> Signatures:
-        exact = np.stack([table.column(f"fingerprint_{lane}").to_numpy() for lane in (0, 1)], axis=1)
-        return Signatures(exact.astype(np.uint64, copy=False), sketch_from_column(table.column("sketch")),
+        probe = matrix(table.column("probe"), PROBE_WIDTH)
+        return Signatures(np.ascontiguousarray(probe[:, :2]), matrix(table.column("sketch"), SKETCH_BUCKETS),
                           table.column("n_genes").to_numpy().astype(np.int32, copy=False),
                           table.column("n_counts").to_numpy().astype(np.float64, copy=False))
 
 
-def sketch_from_column(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """The (n, SKETCH_BUCKETS) uint64 matrix of a stored ``sketch`` column."""
+PROBE_WIDTH = 2 + N_BANDS  # uint64 per cell in the ``probe`` column: exact lanes 0-1, then the bands
+HASH_COLUMNS = ("probe", "sketch")  # incompressible: stored plain, no dictionary, no statistics
+
+
+def _fixed_binary(values: np.ndarray) -> pa.FixedSizeBinaryArray:
+    values = np.ascontiguousarray(values, dtype=np.uint64)
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(8 * values.shape[1]), len(values),
+                                                [None, pa.py_buffer(values.tobytes())])
+
+
+def matrix(column: pa.ChunkedArray | pa.Array, width: int) -> np.ndarray:
+    """The (n, width) uint64 matrix of a stored fixed-size binary column (zero-copy for one chunk)."""
     chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
-    parts = [c.flatten().to_numpy(zero_copy_only=False).reshape(-1, SKETCH_BUCKETS) for c in chunks]
-    return np.concatenate(parts) if parts else np.zeros((0, SKETCH_BUCKETS), np.uint64)
+    parts = [np.frombuffer(c.buffers()[1], dtype=np.uint64, count=(c.offset + len(c)) * width)[c.offset * width:]
+             .reshape(-1, width) for c in chunks]
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts) if parts else np.zeros((0, width), np.uint64)
+
+
+def write_options(columns: list[str]) -> dict:
+    """pyarrow.parquet.write_table options: hash columns plain and uncompressed, the rest dictionary + zstd."""
+    others = [c for c in columns if c not in HASH_COLUMNS]
+    return {"use_dictionary": others, "write_statistics": others,
+            "compression": {c: "NONE" if c in HASH_COLUMNS else "ZSTD" for c in columns}}
 
 
 def signatures(block: sp.csr_matrix, keys: np.ndarray) -> Signatures:
@@ -195,4 +231,3 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
         return z ^ (z >> np.uint64(31))
 
 
-FINGERPRINT_COLUMNS = ("fingerprint_0", "fingerprint_1")

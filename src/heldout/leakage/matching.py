@@ -29,14 +29,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 
-from heldout.leakage.fingerprint import EMPTY, N_BANDS, Signatures, band_keys, gene_prefix
+from heldout.leakage.fingerprint import EMPTY, N_BANDS, Signatures, band_keys, gene_prefix, sorted_unique
 
 NEAR_THRESHOLD = 0.9
 NEAR_MIN_COMPARED = 16
+MAX_EXAMPLES = 20  # matched corpus cells named in evidence; reading their ids costs a column read per batch
+MIN_SHARED_BANDS = 2  # a near duplicate over the same genes shares >= 5 of 8 bands; one missing gene costs one
 MAX_BAND_FANOUT = 64  # a band key shared by more eval cells than this is too common to point at anything
-BITMAP_BITS = 25  # prefilter: 32 MiB of bools, about 3% false positives for 100k eval cells
+# Prefilter: a Bloom filter of 2^24 bits (2 MiB: large bitmaps cost ~8x more per probe in TLB misses on this
+# VM) with two bit positions per key (top 24 bits, bits 8-31); ~1% false positives for 100k eval cells.
+BITMAP_BITS = 24
 
 
 def isin_sorted(values: np.ndarray, sorted_set: np.ndarray | None) -> np.ndarray:
@@ -53,15 +58,14 @@ def isin_sorted(values: np.ndarray, sorted_set: np.ndarray | None) -> np.ndarray
 class CorpusBatch:
     """A slice of a corpus: one dataset's cells, their exact fingerprints and band keys.
 
-    Sketches are fetched only for candidate rows (``sketch_rows``), so a recorded
-    manifest is read at 16 + 64 bytes per cell, not 350.
+    Sketches and cell ids are fetched only when a batch has candidates or matches,
+    so a recorded manifest is read at 16 + 64 bytes per cell, not 350.
     """
 
     dataset_id: str
-    exact: np.ndarray  # (n, 2) uint64
-    bands: np.ndarray  # (n, N_BANDS) uint64
-    cell_ids: np.ndarray  # (n,) corpus cell ids (str), for evidence examples
-    sketch_rows: Callable[[np.ndarray], np.ndarray]  # rows -> (len(rows), SKETCH_BUCKETS) uint64
+    probe: np.ndarray  # (n, PROBE_WIDTH) uint64: exact lanes 0-1, then the band keys
+    cell_ids: Callable[[np.ndarray], np.ndarray]  # rows -> corpus cell ids (str), for evidence examples
+    sketches: Callable[[], np.ndarray]  # -> (n, SKETCH_BUCKETS) uint64 of the whole batch
     genes: np.ndarray | None = None  # sorted gene prefixes the dataset measured (None: unknown, assume all)
 
 
@@ -73,10 +77,117 @@ class ContentHits:
     near: np.ndarray
     examples: dict[int, str] = field(default_factory=dict)
     corpus_cells: int = 0
+    candidates: int = 0  # pairs verified bucket by bucket
 
     @property
     def any(self) -> np.ndarray:
         return self.exact | self.near
+
+
+@numba.njit(cache=True, nogil=True)
+def _in_sorted(values, lo, hi, x):  # noqa: ANN001, ANN202
+    """Binary search of x in values[lo:hi] (sorted)."""
+    end = hi
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if values[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo < end and values[lo] == x
+
+
+@numba.njit(cache=True, nogil=True)
+def _verify(ev_sketch, e_rows, cv_sketch, c_rows, gene_set, a_vals, a_off, b_vals, b_off, compared, same):  # noqa: ANN001, ANN202
+    """Per pair: buckets compared and identical, over the genes both sides measured.
+
+    A bucket is skipped when the eval value names a gene the corpus did not measure
+    (``a``: per eval gene set) or the corpus value a gene the eval data did not (``b``).
+    """
+    empty = np.uint64(0xFFFFFFFFFFFFFFFF)
+    shift = np.uint64(24)
+    for i in range(len(e_rows)):
+        e, c = e_rows[i], c_rows[i]
+        g = gene_set[e]
+        n_cmp = 0
+        n_same = 0
+        for k in range(ev_sketch.shape[1]):
+            ev = ev_sketch[e, k]
+            cv = cv_sketch[c, k]
+            if ev == empty and cv == empty:
+                continue
+            if ev != empty and a_off[g + 1] > a_off[g] and _in_sorted(a_vals, a_off[g], a_off[g + 1],
+                                                                       (ev >> shift) << shift):
+                continue
+            if cv != empty and b_off[g + 1] > b_off[g] and _in_sorted(b_vals, b_off[g], b_off[g + 1],
+                                                                       (cv >> shift) << shift):
+                continue
+            n_cmp += 1
+            if ev == cv:
+                n_same += 1
+        compared[i] = n_cmp
+        same[i] = n_same
+
+
+@numba.njit(cache=True, nogil=True)
+def _lower(values, lo, hi, x):  # noqa: ANN001, ANN202
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if values[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _bloom(bits, v):  # noqa: ANN001, ANN202
+    a = v >> np.uint64(40)
+    b = (v >> np.uint64(8)) & np.uint64(0xFFFFFF)
+    return np.uint32((bits[a >> np.uint64(3)] >> (a & np.uint64(7))) & (bits[b >> np.uint64(3)] >> (b & np.uint64(7)))
+                     & np.uint8(1))
+
+
+@numba.njit(cache=True, nogil=True)
+def _probe_kernel(probe, bits, keys, key_off, owners, out_e, out_c, out_k):  # noqa: ANN001, ANN202
+    """One pass over a corpus batch: every (eval row, corpus row, key) where a corpus key equals an indexed key.
+
+    Key 0 of ``keys``/``owners`` (ragged by ``key_off``) is the exact lane 0, keys 1.. the bands. Each row
+    first tests its nine keys against the Bloom filter of the indexed keys without branches, so the memory
+    reads overlap; only the rare rows that pass are searched. Returns the number of pairs, or -1 if they do
+    not fit in the output arrays (the caller retries with larger ones).
+    """
+    n = 0
+    capacity = len(out_e)
+    n_keys = probe.shape[1] - 1  # lane 0, then the bands (lane 1 only confirms exact matches)
+    for i in range(probe.shape[0]):
+        mask = _bloom(bits, probe[i, 0])
+        for b in range(1, n_keys):
+            mask |= _bloom(bits, probe[i, b + 1]) << np.uint32(b)
+        if mask == 0:
+            continue
+        for k in range(n_keys):
+            if not (mask >> np.uint32(k)) & np.uint32(1):
+                continue
+            v = probe[i, 0] if k == 0 else probe[i, k + 1]
+            if k > 0 and v == 0:
+                continue
+            lo = _lower(keys, key_off[k], key_off[k + 1], v)
+            while lo < key_off[k + 1] and keys[lo] == v:
+                if n == capacity:
+                    return -1
+                out_e[n] = owners[lo]
+                out_c[n] = i
+                out_k[n] = k
+                n += 1
+                lo += 1
+    return n
+
+
+def _ragged(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    offsets = np.concatenate([[0], np.cumsum([len(a) for a in arrays])]).astype(np.int64)
+    values = np.concatenate(arrays).astype(np.uint64) if arrays else np.zeros(0, np.uint64)
+    return values, offsets
 
 
 class EvalIndex:
@@ -104,55 +215,66 @@ class EvalIndex:
             common = np.repeat(counts > MAX_BAND_FANOUT, counts)
             self.band_keys.append(keys[~common])
             self.band_rows.append(owners[~common])
-        self.bitmap = np.zeros(1 << BITMAP_BITS, dtype=bool)
-        shift = np.uint64(64 - BITMAP_BITS)
+        bitmap = np.zeros(1 << BITMAP_BITS, dtype=bool)
         for keys in (self.exact_keys, *self.band_keys):
-            self.bitmap[(keys >> shift).astype(np.int64)] = True
-        self._shift = shift
+            bitmap[(keys >> np.uint64(40)).astype(np.int64)] = True
+            bitmap[((keys >> np.uint64(8)) & np.uint64(0xFFFFFF)).astype(np.int64)] = True
+        self.bits = np.packbits(bitmap, bitorder="little")
+        self.keys, self.key_off = _ragged([self.exact_keys, *self.band_keys])
+        self.owners = np.concatenate([self.exact_rows, *self.band_rows]).astype(np.int64)
         # which genes each eval cell's dataset measured (a list of sorted prefix arrays, one per dataset)
         self.cell_genes = cell_genes or [None]
         self.cell_gene_set = cell_gene_set if cell_gene_set is not None else np.zeros(self.n, dtype=np.int64)
-
-    def _lookup(self, keys: np.ndarray, owners: np.ndarray, probe: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(eval rows, corpus rows) of every corpus probe key equal to an indexed key."""
-        candidates = np.flatnonzero(self.bitmap[(probe >> self._shift).astype(np.int64)])
-        if not len(candidates) or not len(keys):
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        values = probe[candidates]
-        left = np.searchsorted(keys, values, "left")
-        reps = np.searchsorted(keys, values, "right") - left
-        hit = reps > 0
-        reps, left, corpus = reps[hit], left[hit], candidates[hit]
-        offsets = np.arange(int(reps.sum())) - np.repeat(np.cumsum(reps) - reps, reps)
-        return owners[np.repeat(left, reps) + offsets], np.repeat(corpus, reps)
+        self._differences: dict[int, tuple] = {}
 
     def probe(self, batch: CorpusBatch) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-        """Exact pairs and near candidates (eval row, corpus row) of one corpus batch."""
-        e_rows, c_rows = self._lookup(self.exact_keys, self.exact_rows, batch.exact[:, 0])
-        same = self.sig.exact[e_rows, 1] == batch.exact[c_rows, 1]
-        exact = (e_rows[same], c_rows[same])
-        parts = [self._lookup(self.band_keys[b], self.band_rows[b], batch.bands[:, b]) for b in range(N_BANDS)]
-        e_cand = np.concatenate([p[0] for p in parts])
-        c_cand = np.concatenate([p[1] for p in parts])
-        if len(e_cand):
-            pairs = np.unique(np.stack([e_cand, c_cand], axis=1), axis=0)
-            e_cand, c_cand = pairs[:, 0], pairs[:, 1]
-        return exact, (e_cand, c_cand)
+        """Exact pairs, and near candidates (pairs sharing at least MIN_SHARED_BANDS bands)."""
+        probe = np.ascontiguousarray(batch.probe)
+        empty = np.zeros(0, np.int64)
+        args = (probe, self.bits, self.keys, self.key_off, self.owners)
+        capacity = max(1024, len(probe))  # pairs: one per row is rarely exceeded (retried 4x larger if so)
+        while True:
+            e, c, k = (np.empty(capacity, np.int64) for _ in range(3))
+            n = _probe_kernel(*args, e, c, k)
+            if n >= 0:
+                break
+            capacity *= 4
+        e, c, k = e[:n], c[:n], k[:n]
+        is_exact = k == 0
+        same = self.sig.exact[e[is_exact], 1] == probe[c[is_exact], 1]
+        exact = (e[is_exact][same], c[is_exact][same])
+        packed = np.sort((e[~is_exact] << 32) | c[~is_exact])
+        if len(packed) == 0:
+            return exact, (empty, empty)
+        starts = np.flatnonzero(np.concatenate([[True], packed[1:] != packed[:-1]]))
+        runs = np.diff(np.concatenate([starts, [len(packed)]]))  # how many bands each pair shares
+        pairs = packed[starts[runs >= MIN_SHARED_BANDS]]
+        return exact, (pairs >> 32, pairs & 0xFFFFFFFF)
 
-    def similarity(self, eval_rows: np.ndarray, corpus_sketch: np.ndarray,
+    def _gene_differences(self, corpus_genes: np.ndarray | None) -> tuple:
+        """Per eval gene set: genes only the eval side measured, genes only the corpus measured."""
+        key = id(corpus_genes)
+        if key not in self._differences:
+            only_eval, only_corpus = [], []
+            for genes in self.cell_genes:
+                if genes is None or corpus_genes is None:
+                    only_eval.append(np.zeros(0, np.uint64))
+                    only_corpus.append(np.zeros(0, np.uint64))
+                else:
+                    only_eval.append(genes[~isin_sorted(genes, corpus_genes)])
+                    only_corpus.append(corpus_genes[~isin_sorted(corpus_genes, genes)])
+            self._differences[key] = (*_ragged(only_eval), *_ragged(only_corpus), corpus_genes)
+        return self._differences[key]
+
+    def similarity(self, eval_rows: np.ndarray, corpus_sketch: np.ndarray, corpus_rows: np.ndarray,
                    corpus_genes: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """(compared buckets, identical buckets) per pair, over genes both sides measured."""
-        ev = self.sig.sketch[eval_rows]
-        ev_empty, cv_empty = ev == EMPTY, corpus_sketch == EMPTY
-        valid = ev_empty | isin_sorted(gene_prefix(ev), corpus_genes)
-        corpus_ok = np.ones(ev.shape, dtype=bool)
-        sets = self.cell_gene_set[eval_rows]
-        for s in np.unique(sets):
-            rows = sets == s
-            corpus_ok[rows] = isin_sorted(gene_prefix(corpus_sketch[rows]), self.cell_genes[s])
-        valid &= cv_empty | corpus_ok
-        compared = valid & ~(ev_empty & cv_empty)
-        return compared.sum(axis=1), (compared & (ev == corpus_sketch)).sum(axis=1)
+        a_vals, a_off, b_vals, b_off, _ = self._gene_differences(corpus_genes)
+        compared = np.zeros(len(eval_rows), dtype=np.int64)
+        same = np.zeros(len(eval_rows), dtype=np.int64)
+        _verify(self.sig.sketch, eval_rows.astype(np.int64), corpus_sketch, corpus_rows.astype(np.int64),
+                self.cell_gene_set.astype(np.int64), a_vals, a_off, b_vals, b_off, compared, same)
+        return compared, same
 
     def comparable(self, corpus_genes: np.ndarray | None) -> np.ndarray:
         """Informative eval cells with enough sketch buckets on genes the corpus measured to be near-matched."""
@@ -165,19 +287,24 @@ def match_corpus(index: EvalIndex, batches: Iterable[CorpusBatch]) -> ContentHit
     """Stream corpus batches through the index; exact and near hits per eval cell."""
     hits = ContentHits(exact=np.zeros(index.n, dtype=bool), near=np.zeros(index.n, dtype=bool))
     for batch in batches:
-        hits.corpus_cells += len(batch.exact)
+        hits.corpus_cells += len(batch.probe)
         (e_exact, c_exact), (e_cand, c_cand) = index.probe(batch)
         hits.exact[e_exact] = True
-        for e, c in zip(e_exact[:3], c_exact[:3], strict=False):
-            hits.examples.setdefault(int(e), f"{batch.dataset_id}:{batch.cell_ids[c]}")
+        if len(e_exact) and len(hits.examples) < MAX_EXAMPLES:
+            ids = batch.cell_ids(c_exact[:3])
+            for e, cell in zip(e_exact[:3], ids, strict=False):
+                hits.examples.setdefault(int(e), f"{batch.dataset_id}:{cell}")
         todo = ~hits.exact[e_cand]
         e_cand, c_cand = e_cand[todo], c_cand[todo]
         if not len(e_cand):
             continue
-        compared, same = index.similarity(e_cand, batch.sketch_rows(c_cand), batch.genes)
+        hits.candidates += len(e_cand)
+        compared, same = index.similarity(e_cand, batch.sketches(), c_cand, batch.genes)
         near = (compared >= NEAR_MIN_COMPARED) & (same >= NEAR_THRESHOLD * compared)
         hits.near[e_cand[near]] = True
-        for e, c in zip(e_cand[near][:3], c_cand[near][:3], strict=False):
-            hits.examples.setdefault(int(e), f"{batch.dataset_id}:{batch.cell_ids[c]} (near)")
+        if near.any() and len(hits.examples) < MAX_EXAMPLES:
+            ids = batch.cell_ids(c_cand[near][:3])
+            for e, cell in zip(e_cand[near][:3], ids, strict=False):
+                hits.examples.setdefault(int(e), f"{batch.dataset_id}:{cell} (near)")
     hits.near &= ~hits.exact
     return hits

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from heldout._files import atomic_path
-from heldout.leakage.fingerprint import gene_keys, gene_prefix
+from heldout.leakage.fingerprint import gene_keys, gene_prefix, sorted_unique
 
 META_KEY = b"heldout.gene_prefixes"
 
@@ -36,8 +36,9 @@ class GeneUniverse:
     @staticmethod
     def from_feature_ids(per_dataset: dict[str, np.ndarray | list[str]]) -> GeneUniverse:
         """From Ensembl ids measured per dataset."""
-        prefix_sets = {d: np.unique(gene_prefix(gene_keys(list(ids)))) for d, ids in per_dataset.items()}
-        dictionary = np.unique(np.concatenate(list(prefix_sets.values()))) if prefix_sets else np.zeros(0, np.uint64)
+        prefix_sets = {d: sorted_unique(gene_prefix(gene_keys(list(ids)))) for d, ids in per_dataset.items()}
+        dictionary = sorted_unique(np.concatenate(list(prefix_sets.values()))) if prefix_sets else \
+            np.zeros(0, np.uint64)
         return GeneUniverse(dictionary, {d: np.isin(dictionary, p) for d, p in prefix_sets.items()})
 
     def genes_of(self, dataset_id: str) -> np.ndarray | None:

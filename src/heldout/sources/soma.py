@@ -20,6 +20,7 @@ from heldout.errors import CardError, SourceError, unknown_choice
 from heldout.sources.base import DATASET_COLUMNS, CellSource, check_obs
 
 CELL_ID_COLUMNS = ("observation_joinid", "obs_id", "cell_id", "barcode")
+BLOCK_NNZ = 10_000_000  # non-zeros per X block: what bounds memory, whatever the cells' depth
 
 
 class _QuerySource(CellSource):
@@ -62,7 +63,11 @@ class _QuerySource(CellSource):
         return self._var
 
     def blocks(self, size: int) -> Iterator[sp.csr_matrix]:
-        expected = self.obs()["soma_joinid"].to_numpy()
+        """X in blocks of at most ``size`` cells and about BLOCK_NNZ non-zeros (from obs ``nnz`` when known)."""
+        obs = self.obs()
+        expected = obs["soma_joinid"].to_numpy()
+        if "nnz" in obs.columns and len(obs):
+            size = int(min(size, max(1_000, BLOCK_NNZ // max(float(obs["nnz"].mean()), 1.0))))
         done = 0
         for csr, (obs_joinids, _) in self.query.X(self.layer).blockwise(axis=0, size=size, eager=True).scipy():
             if not np.array_equal(obs_joinids, expected[done:done + len(obs_joinids)]):
@@ -101,8 +106,9 @@ class CensusSource(_QuerySource):
 
     def obs(self) -> pd.DataFrame:
         if self._obs is None:
-            obs = self.query.obs(column_names=["soma_joinid", "dataset_id", "donor_id", "observation_joinid"]
-                                 ).concat().to_pandas().sort_values("soma_joinid", kind="stable")
+            names = ["soma_joinid", "dataset_id", "donor_id", "observation_joinid"]
+            names += ["nnz"] if "nnz" in {f.name for f in self.exp.obs.schema} else []
+            obs = self.query.obs(column_names=names).concat().to_pandas().sort_values("soma_joinid", kind="stable")
             obs["cell_id"] = obs["observation_joinid"]
             self._obs = check_obs(obs, self.description)
         return self._obs
