@@ -35,6 +35,16 @@ demo: $(HELDOUT)
 		$(WITH_VENV) heldout release v2
 	# Audit release v2 from outside the registry: every card and corpus fetched from it and verified
 	cd demo && $(HELDOUT) audit --release v2 --registry registry --report audit.md
+	# Evaluate it on the held-out donor (GREEN) beside controls; a RED pairing (all Baron cells) is refused
+	cd demo && $(BIN)/python -m heldout.demo.pancreas_typist embed --model model --registry registry \
+		--dataset baron-pancreas-human@v2 --out baron.parquet --predictions baron-predictions.parquet
+	cd demo/registry && $(HELDOUT) evaluate --task baron-annotation --release v2 --model pancreas-typist \
+		--embeddings ../baron.parquet --results ../results
+	cd demo/registry && $(HELDOUT) evaluate --task baron-annotation --release v2 --model pancreas-typist \
+		--predictions ../baron-predictions.parquet --results ../results
+	cd demo/registry && ! $(HELDOUT) evaluate --task baron-integration --release v2 --model pancreas-typist \
+		--embeddings ../baron.parquet --results ../results
+	cd demo/registry && $(HELDOUT) report --results ../results --out ../report.html
 
 lint: $(HELDOUT)
 	test -f mirror/release.json || $(HELDOUT) mirror build

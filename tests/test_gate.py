@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from heldout.cards.model import load_model_card
 from heldout.cli import cli
 from heldout.errors import CardError, LeakageRefused, UsageError
-from heldout.evaluation.baselines import simple_embedding
+from heldout.evaluation.controls import simple_embedding
 from heldout.evaluation.report import read_records
 from heldout.evaluation.run import RESULTS_TABLE, Recheck, recheck_tiers
 from heldout.project import Project
@@ -118,7 +118,7 @@ def test_report_recomputes_tiers_and_ignores_an_edited_results_file(registry: Pr
                   model_card=yaml.safe_load(_green_card(tmp_path, GRAY_REGISTRY_MODEL).read_text()))
     table.write_text(json.dumps(record) + "\n")  # a submitter edits the file to claim GREEN
     tiers = recheck_tiers(read_records(table), project=Project(REPO), registry=registry.root)
-    assert tiers == {(GRAY_REGISTRY_MODEL, "glioma-tirosh2016", "v1", "glioma-annotation"): Recheck("GRAY", "registry")}
+    assert tiers == {(GRAY_REGISTRY_MODEL, "glioma-tirosh2016@v1", "glioma-annotation"): Recheck("GRAY", "registry")}
     report = CliRunner().invoke(cli, ["report", "--results", str(tmp_path / "res"), "--registry", str(registry.root)])
     assert report.exit_code == 0, report.output
     cells = _table_text(report.output)

@@ -22,6 +22,9 @@ MARKER = "registry"
 class Project:
     root: Path
 
+    def __post_init__(self) -> None:  # Project("path/as/str") works too
+        object.__setattr__(self, "root", Path(self.root))
+
     @property
     def registry(self) -> Path:
         return self.root / "registry"

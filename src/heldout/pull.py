@@ -24,7 +24,7 @@ from heldout._files import atomic_path, sha256_file
 from heldout.cards._base import parse_card
 from heldout.errors import ChecksumMismatch, ReleaseError, UsageError, unknown_choice
 from heldout.project import find_project
-from heldout.releases import TAG_PREFIX, Artifact, ReleaseIndex, ReleaseManifest
+from heldout.releases import TAG_PREFIX, Artifact, ReleaseEntry, ReleaseIndex, ReleaseManifest
 
 log = logging.getLogger(__name__)
 INDEX = "registry/releases/index.yaml"
@@ -121,7 +121,7 @@ def pull(ref: str, *, registry: str | Path | None = None, artifact: str = "h5ad"
     name, version, index, manifest = resolve(ref, registry)
     entry = index.releases[version]
     if entry.retracted:
-        log.warning("Release %s is retracted: %s", version, entry.retraction)
+        warn_retracted(_registry(registry), version, entry)
     artifacts = manifest.datasets[name].artifacts
     if artifact not in artifacts:
         raise unknown_choice("artifact", artifact, artifacts)
@@ -130,6 +130,20 @@ def pull(ref: str, *, registry: str | Path | None = None, artifact: str = "h5ad"
                             what=f"{name}@{version} {artifact}")
     return Pulled(name=name, version=version, path=cached, artifact=record, manifest=manifest,
                   retracted=entry.retracted)
+
+
+_WARNED: set[tuple[str, str]] = set()
+
+
+def warn_retracted(registry: str, version: str, entry: ReleaseEntry) -> None:
+    """Say once per process and release, in plain words, that a release is retracted and what replaces it."""
+    if (registry, version) in _WARNED:
+        return
+    _WARNED.add((registry, version))
+    r = entry.retraction
+    why = f" on {r.date}: {r.reason}" if r else ""
+    instead = f" Use {r.replaced_by} instead." if r and r.replaced_by else ""
+    log.warning("Release %s is retracted%s.%s Results on it are marked as such.", version, why, instead)
 
 
 def fetch_verified(record: Artifact, *, registry: str | Path | None, version: str, manifest: ReleaseManifest,

@@ -26,9 +26,10 @@ TIER_STYLE = {"GREEN": "green", "YELLOW": "yellow", "RED": "red", "GRAY": "brigh
               help="Write a Markdown report with a tier heatmap (PNG beside it).")
 @click.option("--rescan", is_flag=True,
               help="Scan Census corpora now instead of joining their recorded manifests (slow at Census scale).")
+@click.option("--wide", is_flag=True, help="Print each pairing's evidence inside the table (default: numbered below it).")
 @MIRROR_OPTION
 def audit(models: tuple[str, ...], manifest: Path | None, datasets: tuple[str, ...], release: str | None,
-          registry: str | None, json_path: Path | None, report_path: Path | None, rescan: bool,
+          registry: str | None, json_path: Path | None, report_path: Path | None, rescan: bool, wide: bool,
           mirror_root: Path | None) -> None:
     """Leakage tier of every (model, dataset) pairing, with evidence.
 
@@ -45,9 +46,16 @@ def audit(models: tuple[str, ...], manifest: Path | None, datasets: tuple[str, .
     results = audit_project(model_names=list(models) or None, manifest=manifest, release=release,
                             registry=registry, datasets=list(datasets) or None, mirror_root=mirror_root,
                             rescan=rescan)
-    _render.table("leakage audit", ["model", "dataset", "tier", "evidence"], (
-        (r.model + (" (user card)" if r.user_supplied else ""), f"{r.dataset}@{r.version}" if r.version else r.dataset,
-         f"[{TIER_STYLE[r.tier.value]}]{r.tier.value}[/]", r.reason) for r in results))
+    notes: dict[str, int] = {}  # evidence text -> its number: pairings with the same evidence share one note
+    rows = []
+    for r in results:
+        evidence = r.reason if wide else f"[{notes.setdefault(r.reason, len(notes) + 1)}]"
+        rows.append((r.model + (" (user card)" if r.user_supplied else ""),
+                     f"{r.dataset}@{r.version}" if r.version else r.dataset,
+                     f"[{TIER_STYLE[r.tier.value]}]{r.tier.value}[/]", evidence))
+    _render.table("leakage audit", ["model", "dataset", "tier", "evidence"], rows)
+    for reason, number in notes.items():
+        console.print(f"[{number}] {reason}", markup=False)
     if json_path:
         write_json(results, json_path)
         console.print(f"wrote {json_path}")
@@ -60,69 +68,76 @@ COMMANDS = [audit]
 
 
 @click.command()
-@click.option("--dataset", required=True, help="NAME@VERSION of a release (or NAME@curated for this project).")
 @click.option("--task", required=True, help="Task card name (registry/tasks/).")
-@click.option("--model", required=True, help="Model name; its card in registry/models/ decides the leakage tier.")
-@click.option("--embeddings", required=True, type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--release", default=None, help="Evaluate on this release of every dataset the task names (e.g. v2).")
+@click.option("--dataset", "datasets", multiple=True,
+              help="NAME@VERSION of a dataset the task names (repeatable; NAME@curated for this project's data).")
+@click.option("--model", required=True, help="Model name; the registry's card of that name decides the leakage tier.")
+@click.option("--embeddings", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Per-cell embeddings: .npy (+ --ids), .parquet (observation_joinid column) or .h5ad (+ --obsm-key).")
+@click.option("--predictions", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Per-cell predicted labels (annotation tasks): .parquet/.csv with observation_joinid, prediction.")
 @click.option("--ids", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="For .npy: one cell id per line, in row order (default: FILE.ids.txt).")
 @click.option("--obsm-key", default=None, help="For .h5ad: the obsm key holding the embedding.")
 @click.option("--model-card", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="A model card file for a model not in the registry.")
+              help="A card file for a model the registry does not know (audited under its own name).")
 @click.option("--registry", default=None, help="Registry repo (path or git URL) holding the release.")
 @click.option("--results", "results_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Results folder (default: ./results).")
 @click.option("--rescan", is_flag=True, help="Scan Census corpora that are not recorded (see `heldout audit`).")
 @MIRROR_OPTION
-def evaluate(dataset: str, task: str, model: str, embeddings: Path, ids: Path | None, obsm_key: str | None,
-             model_card: Path | None, registry: str | None, results_dir: Path | None, rescan: bool,
-             mirror_root: Path | None) -> None:
-    """Score a model's embeddings on a released dataset, beside random and simple baselines.
+def evaluate(task: str, release: str | None, datasets: tuple[str, ...], model: str, embeddings: Path | None,
+             predictions: Path | None, ids: Path | None, obsm_key: str | None, model_card: Path | None,
+             registry: str | None, results_dir: Path | None, rescan: bool, mirror_root: Path | None) -> None:
+    """Score a model on a task beside controls computed on the same cells, over every seed of the task.
 
-    RED pairings (the model was task-trained on the data) are refused; GRAY
-    results are flagged. The result (JSON) records dataset version, task,
-    model, tier and evidence, and is appended to results/results.jsonl.
+    \b
+    heldout evaluate --task baron-annotation --release v2 --registry REG \\
+        --model my-model --embeddings emb.parquet
+    RED pairings (the model was task-trained on the cells the task scores) are
+    refused; GRAY results are flagged. The result records dataset versions,
+    split and task-card sha256s, the tier with evidence, raw and scaled scores.
     """
     from heldout.evaluation.run import evaluate as run
+    from heldout.evaluation.tasks import load_task_card
+    from heldout.errors import UsageError
+    from heldout.project import find_project
 
-    result = run(dataset=dataset, task=task, model=model, embeddings=embeddings, ids=ids, obsm_key=obsm_key,
-                 model_card=model_card, registry=registry, mirror_root=mirror_root, results_dir=results_dir,
-                 rescan=rescan)
-    tier = f"[{TIER_STYLE[result.tier]}]{result.tier}[/]" + (" (flagged)" if result.gray_flag else "")
-    tier += " (user-supplied card)" if result.model_card_source == "user" else ""
-    _render.table(f"{result.task} on {result.dataset}@{result.dataset_version}: {result.model} ({tier})",
-                  ["metric", result.model, "simple baseline", "random baseline"],
-                  ((m, f"{v:.4f}", f"{result.scores['simple'][m]:.4f}", f"{result.scores['random'][m]:.4f}")
-                   for m, v in result.scores["model"].items()))
-    console.print(f"tier {result.tier}: {result.tier_reason}")
+    if bool(release) == bool(datasets):
+        raise UsageError("Give --release VERSION, or --dataset NAME@VERSION for each dataset of the task.")
+    refs = list(datasets) or [f"{name}@{release}" for name in load_task_card(task, find_project().registry).dataset_names]
+    result = run(task=task, datasets=refs, model=model, embeddings=embeddings, predictions=predictions, ids=ids,
+                 obsm_key=obsm_key, model_card=model_card, registry=registry, mirror_root=mirror_root,
+                 results_dir=results_dir, rescan=rescan)
+    _render.evaluation_result(result)
 
 
 @click.command()
 @click.option("--results", "results_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
               show_default=True, help="Results folder holding results.jsonl.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write an HTML report (with a PNG of the bars beside it).")
+              help="Write a self-contained HTML report here (and a Markdown table beside it, .md).")
 @click.option("--registry", default=None, help="Registry repo (path or git URL) holding the releases evaluated.")
 @MIRROR_OPTION
 def report(results_dir: Path, out: Path | None, registry: str | None, mirror_root: Path | None) -> None:
-    """Comparison table (and plots) of every evaluation result vs the baselines.
+    """Leaderboards of every evaluation result: each model beside its controls, with its tier.
 
     Tiers are recomputed from the registry's model cards and the eval data, never
     read from the results file: a result whose file claims another tier shows both.
     """
-    from heldout.evaluation.report import html_report, load_results, read_records
+    from heldout.evaluation.report import html_report, markdown_report, read_records, summary_rows
     from heldout.evaluation.run import RESULTS_TABLE, recheck_tiers
 
-    table = results_dir / RESULTS_TABLE
-    tiers = recheck_tiers(read_records(table), registry=registry, mirror_root=mirror_root)
-    frame = load_results(table, tiers)
-    _render.table("evaluation results", ["dataset", "task", "model", "tier", "metric", "model", "simple", "random"],
-                  ((r.dataset, r.task, r.model, r.tier, r.metric, f"{r.model_score:.4f}", f"{r.simple:.4f}",
-                    f"{r.random:.4f}") for r in frame.itertuples()))
+    records = read_records(results_dir / RESULTS_TABLE)
+    tiers = recheck_tiers(records, registry=registry, mirror_root=mirror_root)
+    _render.table("evaluation results (headline metric, mean±std over seeds)",
+                  ["task", "model", "tier", "metric", "score", "scaled"], summary_rows(records, tiers))
     if out:
-        html_report(frame, out)
-        console.print(f"wrote {out} and {out.with_suffix('.png')}")
+        html_report(records, tiers, out)
+        markdown_report(records, tiers, out.with_suffix(".md"))
+        for path in (out, out.with_suffix(".md")):
+            console.print(f"wrote {path}", soft_wrap=True)
 
 
 COMMANDS += [evaluate, report]

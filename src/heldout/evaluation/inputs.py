@@ -9,7 +9,7 @@ and which.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anndata as ad
@@ -21,7 +21,8 @@ from heldout.errors import EvaluationError
 from heldout.leakage.audit import eval_from_curated, eval_from_release
 from heldout.leakage.evidence import EvalData
 from heldout.project import Project, find_project
-from heldout.pull import parse_ref, pull
+from heldout._files import sha256_file
+from heldout.pull import parse_ref, pull, read_index
 
 CURATED = "curated"
 ID_COLUMN = "observation_joinid"
@@ -34,32 +35,50 @@ class EvalDataset:
     adata: ad.AnnData
     split: np.ndarray  # per cell, aligned with adata.obs_names
     audit_data: EvalData
+    split_sha256: str
+    retracted: bool = False
+    retraction: str | None = None
+    orthologs: dict[str, Path] = field(default_factory=dict)  # target organism -> h5ad in that gene space
+
+    @property
+    def organism(self) -> str:
+        return self.audit_data.organism
 
 
 def load_eval_dataset(ref: str, *, registry: str | Path | None = None, project: Project | None = None) -> EvalDataset:
     """``NAME@VERSION`` from a release (pulled, verified) or ``NAME@curated`` from this project."""
     name, version = parse_ref(ref)
+    retracted, retraction, orthologs = False, None, {}
     if version == CURATED:
         project = project or find_project()
-        h5ad, split_path = artifact_paths(project, name)[0], project.splits / name / "assignment.parquet"
-        for path, command in ((h5ad, "curate"), (split_path, "split")):
+        paths = artifact_paths(project, name)
+        split_path = project.splits / name / "assignment.parquet"
+        for path, command in ((paths.h5ad, "curate"), (split_path, "split")):
             if not path.exists():
                 msg = f"{name}@{CURATED}: {path} is missing."
                 raise EvaluationError(msg, hint=f"Run `heldout {command} {name}` first.")
-        adata = ad.read_h5ad(h5ad)
-        assignment = pd.read_parquet(split_path)
+        adata = ad.read_h5ad(paths.h5ad)
         audit_data = eval_from_curated(project, name)
+        orthologs = {p.suffixes[-2].lstrip("."): p for p in paths.h5ad.parent.glob(f"{name}.*.h5ad")}
     else:
         pulled = pull(ref, registry=registry)
-        version = pulled.version
+        version, retracted = pulled.version, pulled.retracted
         adata = ad.read_h5ad(pulled.path)
-        assignment = pd.read_parquet(pull(ref, registry=registry, artifact="split_assignment").path)
+        split_path = pull(ref, registry=registry, artifact="split_assignment").path
         [audit_data] = eval_from_release(version, registry=registry, datasets=[name])
+        index = read_index(registry)
+        entry = index.releases[version]
+        retraction = entry.retraction.reason if entry.retraction else None
+        orthologs = {key.removeprefix("orthologs_"): pull(ref, registry=registry, artifact=key).path
+                     for key in pulled.manifest.datasets[name].artifacts if key.startswith("orthologs_")}
+    assignment = pd.read_parquet(split_path)
     split = assignment.set_index(ID_COLUMN)["split"].reindex(adata.obs_names)
     if split.isna().any():
         msg = f"{name}@{version}: {int(split.isna().sum())} cells have no split assignment."
         raise EvaluationError(msg, hint=f"Re-run `heldout split {name}`.")
-    return EvalDataset(name=name, version=version, adata=adata, split=split.to_numpy(), audit_data=audit_data)
+    return EvalDataset(name=name, version=version, adata=adata, split=split.to_numpy(), audit_data=audit_data,
+                       split_sha256=sha256_file(split_path), retracted=retracted, retraction=retraction,
+                       orthologs=orthologs)
 
 
 def _ids_for_npy(path: Path, ids_path: Path | None) -> np.ndarray:
@@ -68,6 +87,30 @@ def _ids_for_npy(path: Path, ids_path: Path | None) -> np.ndarray:
         msg = f"{path} is a .npy array without cell ids; expected an id list at {candidate}."
         raise EvaluationError(msg, hint="Pass --ids FILE with one observation_joinid per line, in row order.")
     return np.array([line.strip() for line in candidate.read_text().splitlines() if line.strip()], dtype=object)
+
+
+def read_predictions(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, predicted labels) from a .parquet or .csv/.tsv with observation_joinid and a prediction column."""
+    path = Path(path)
+    if not path.exists():
+        msg = f"Predictions file {path} does not exist."
+        raise EvaluationError(msg)
+    if path.suffix.lower() == ".parquet":
+        frame = pd.read_parquet(path)
+    elif path.suffix.lower() in (".csv", ".tsv"):
+        frame = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
+    else:
+        msg = f"Unsupported predictions file {path.name!r}: use .parquet, .csv or .tsv."
+        raise EvaluationError(msg)
+    if ID_COLUMN not in frame.columns:
+        frame = frame.reset_index()
+    others = [c for c in frame.columns if c != ID_COLUMN]
+    if ID_COLUMN not in frame.columns or not others:
+        msg = (f"{path} needs an {ID_COLUMN!r} column and one column of predicted labels "
+               f"(columns: {', '.join(map(str, frame.columns[:10]))}).")
+        raise EvaluationError(msg)
+    column = "prediction" if "prediction" in others else others[0]
+    return frame[ID_COLUMN].astype(str).to_numpy(dtype=object), frame[column].astype(str).to_numpy(dtype=object)
 
 
 def read_embeddings(path: str | Path, *, ids_path: Path | None = None, obsm_key: str | None = None
@@ -125,6 +168,8 @@ def align(ids: np.ndarray, matrix: np.ndarray, cell_ids: pd.Index, *, what: str)
         msg = f"{what}: " + "; ".join(parts) + "."
         raise EvaluationError(msg, hint="Key embeddings by the dataset's obs names (observation_joinid).")
     aligned = matrix[index.get_indexer(cell_ids)]
+    if aligned.dtype.kind in "OUS":  # predicted labels: nothing numeric to check
+        return aligned
     if not np.isfinite(aligned).all():
         rows = np.flatnonzero(~np.isfinite(aligned).all(axis=1))
         msg = f"{what}: {len(rows)} cells have NaN or infinite values (e.g. {', '.join(cell_ids[rows[:5]])})."

@@ -1,65 +1,226 @@
-"""Metrics, from scikit-learn and scanpy; only the scib-style silhouette rescaling is ours.
+"""Metrics: scikit-learn classifiers and clusterings, and the scIB set from scib-metrics 0.5.10.
 
-Every function takes an embedding (cells x dims) and labels and returns plain
-floats, deterministic for a given seed.
+Label prediction trains class-balanced classifiers on the train cells' embeddings
+(logistic regression and random forest with ``class_weight="balanced"``; a
+distance-weighted 15-NN) and scores macro-F1, accuracy and per-class F1 on the
+test cells.
+
+Integration is scored exactly as ``scib_metrics.benchmark.Benchmarker`` does
+(same metrics, same neighbourhood sizes 15/50/90, raw values, aggregates
+bio = mean of bio metrics, batch = mean of batch metrics, total = 0.6 bio +
+0.4 batch), with two documented differences: neighbours are exact
+(scikit-learn) instead of pynndescent's approximate ones, and so is the kNN on
+kBET's diffusion embedding (pynndescent's numba compilation costs about 100 s per
+process on this machine; benchmarks/README.md compares both), and the diffusion
+spectrum is solved deterministically (``top_eigen``). k-means takes the run's
+seed (scib-metrics fixes it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 
-import anndata as ad
 import numpy as np
 import pandas as pd
 from sklearn.cluster import KMeans
+from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, adjusted_rand_score, f1_score, normalized_mutual_info_score
-from sklearn.metrics import silhouette_samples, silhouette_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
+
+from heldout.errors import EvaluationError
+from heldout.evaluation.tasks import BATCH, BIO
+
+NEIGHBOURS = (15, 50, 90)  # as scib-metrics' Benchmarker
 
 
-def annotation(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
-               *, seed: int) -> dict[str, float]:
-    """Standardised logistic regression on the train embeddings, scored on the test cells."""
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
+def classify(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, classifier: str, seed: int) -> np.ndarray:
+    """Predicted labels of the test cells from a classifier trained on the train cells.
+
+    The embedding's geometry is what is scored, so it is not standardised per
+    dimension (that gives a PCA's noise components the weight of its first ones:
+    on the glioma task it cost logistic regression and kNN every macrophage).
+    It is centred and divided by one scalar (the train cells' RMS coordinate), so
+    logistic regression's penalty does not depend on the embedding's units.
+    """
+    centre = train_x.mean(axis=0)
+    scale = float(np.sqrt(np.mean((train_x - centre) ** 2))) or 1.0
+    train_x, test_x = (train_x - centre) / scale, (test_x - centre) / scale
+    if classifier == "logreg":
+        model = LogisticRegression(max_iter=2000, class_weight="balanced", random_state=seed)
+    elif classifier == "knn":
+        model = KNeighborsClassifier(n_neighbors=min(15, len(train_x)), weights="distance")
+    else:
+        model = RandomForestClassifier(n_estimators=200, class_weight="balanced", random_state=seed, n_jobs=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence notices on tiny or random inputs
         model.fit(train_x, train_y)
-    predicted = model.predict(test_x)
-    return {"macro_f1": float(f1_score(test_y, predicted, average="macro", zero_division=0)),
-            "accuracy": float(accuracy_score(test_y, predicted))}
+    return model.predict(test_x)
+
+
+def label_scores(true: np.ndarray, predicted: np.ndarray) -> tuple[dict[str, float], dict[str, float]]:
+    """(macro-F1 and accuracy, F1 of each true label)."""
+    labels = np.unique(true)
+    per_class = f1_score(true, predicted, labels=labels, average=None, zero_division=0)
+    return ({"macro_f1": float(f1_score(true, predicted, labels=labels, average="macro", zero_division=0)),
+             "accuracy": float(accuracy_score(true, predicted))},
+            {str(label): float(v) for label, v in zip(labels, per_class, strict=True)})
+
+
+def exact_neighbors(x: np.ndarray, k: int):  # noqa: ANN201 - scib_metrics NeighborsResults
+    """Exact k nearest neighbours (self included), as scib-metrics expects them."""
+    from scib_metrics.nearest_neighbors import NeighborsResults
+
+    k = min(k, len(x))
+    distances, indices = NearestNeighbors(n_neighbors=k).fit(x).kneighbors(x)
+    return NeighborsResults(indices=indices, distances=distances)
+
+
+def _leiden(x: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, float]:
+    import scib_metrics
+
+    result = scib_metrics.nmi_ari_cluster_labels_leiden(exact_neighbors(x, 15), labels, optimize_resolution=True,
+                                                        seed=seed)
+    return {"nmi": float(result["nmi"]), "ari": float(result["ari"])}
+
+
+def _kmeans(x: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, float]:
+    k = len(np.unique(labels))
+    predicted = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(x)
+    return {"nmi": float(normalized_mutual_info_score(labels, predicted, average_method="arithmetic")),
+            "ari": float(adjusted_rand_score(labels, predicted))}
 
 
 def clustering(x: np.ndarray, labels: np.ndarray, *, seed: int) -> dict[str, float]:
-    """k-means (k = number of labels) and Leiden (scanpy, 15-NN Gaussian-kernel graph, resolution 1) vs labels.
+    """k-means (k = number of labels) and Leiden (scib-metrics, resolution optimised over 10 values).
 
-    The Gaussian kernel (method="gauss") avoids UMAP's numba compilation (~5 s per process).
+    Leiden runs on a 15-NN graph with UMAP connectivities (scanpy's and
+    scib-metrics' graph), which stays connected when many cells have identical
+    embeddings: a one-hot label embedding scores 1, not 0.
     """
-    import scanpy as sc
-
-    k = len(np.unique(labels))
-    kmeans = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(x)
-    adata = ad.AnnData(X=np.zeros((len(x), 1), dtype=np.float32), obsm={"X_emb": np.asarray(x, dtype=np.float64)})
-    sc.pp.neighbors(adata, n_neighbors=min(15, len(x) - 1), use_rep="X_emb", random_state=seed, method="gauss")
-    sc.tl.leiden(adata, resolution=1.0, random_state=seed, flavor="igraph", n_iterations=2, directed=False)
-    leiden = adata.obs["leiden"].to_numpy()
-    return {"ari_kmeans": float(adjusted_rand_score(labels, kmeans)),
-            "nmi_kmeans": float(normalized_mutual_info_score(labels, kmeans)),
-            "ari_leiden": float(adjusted_rand_score(labels, leiden)),
-            "nmi_leiden": float(normalized_mutual_info_score(labels, leiden))}
+    km, ld = _kmeans(x, labels, seed), _leiden(x, labels, seed)
+    return {"ari_kmeans": km["ari"], "nmi_kmeans": km["nmi"], "ari_leiden": ld["ari"], "nmi_leiden": ld["nmi"]}
 
 
-def integration(x: np.ndarray, labels: np.ndarray, batches: np.ndarray) -> dict[str, float]:
-    """scib-style silhouettes: label ASW rescaled to [0, 1]; batch ASW = mean over labels of 1 - |s_batch|."""
-    n_labels = len(np.unique(labels))
-    asw_label = (silhouette_score(x, labels) + 1) / 2 if 1 < n_labels < len(labels) else float("nan")
-    per_label = []
-    frame = pd.DataFrame({"label": labels, "batch": batches})
-    for _, cells in frame.groupby("label", observed=True).groups.items():
-        idx = np.asarray(cells)
-        sub_batches = batches[idx]
-        if len(np.unique(sub_batches)) < 2 or len(idx) <= len(np.unique(sub_batches)):
-            continue  # a label seen in one batch says nothing about mixing
-        per_label.append(np.mean(1 - np.abs(silhouette_samples(x[idx], sub_batches))))
-    return {"asw_label": float(asw_label), "asw_batch": float(np.mean(per_label)) if per_label else float("nan")}
+DENSE_EIGEN_SMALL = 1000  # up to this many rows the spectrum is solved densely (milliseconds, exact)
+DENSE_EIGEN_MAX = 4000  # ARPACK's last resort: a dense solve, for matrices up to this many rows
+
+
+def top_eigen(matrix, n_comps: int) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+    """The n_comps largest-magnitude eigenpairs of a symmetric matrix, in decreasing order.
+
+    scib-metrics calls ARPACK from a random start vector: on a graph of identical
+    points (a one-hot embedding) the spectrum is massively degenerate and ARPACK
+    then fails to converge at random (about one run in three here). This starts
+    from a fixed vector (deterministic, and it converges on those graphs), retries
+    with a wider Krylov space, and solves densely as a last resort. Small matrices
+    (one label's cells in a small dataset: ARPACK near k = n crawls) are solved densely.
+    """
+    import scipy.linalg
+    import scipy.sparse.linalg
+
+    n = matrix.shape[0]
+    n_comps = min(n - 1, n_comps)
+    start = np.full(n, 1.0 / np.sqrt(n))
+    for ncv in () if n <= DENSE_EIGEN_SMALL else (None, min(n, max(4 * n_comps + 1, 200))):
+        try:
+            evals, evecs = scipy.sparse.linalg.eigsh(matrix.astype(np.float64), k=n_comps, which="LM", ncv=ncv,
+                                                     v0=start, maxiter=20 * n)
+            break
+        except scipy.sparse.linalg.ArpackNoConvergence:
+            continue
+    else:
+        if n > DENSE_EIGEN_MAX:
+            raise EvaluationError(f"kBET: the diffusion spectrum of {n} cells did not converge; "
+                                  "report this with the embedding's shape")
+        full = matrix.toarray() if hasattr(matrix, "toarray") else np.asarray(matrix)
+        evals, evecs = scipy.linalg.eigh(full.astype(np.float64))
+        keep = np.argsort(-np.abs(evals), kind="stable")[:n_comps]  # ARPACK's "LM"
+        evals, evecs = evals[keep], evecs[:, keep]
+    order = np.argsort(-evals, kind="stable")  # decreasing, as scib-metrics sorts them
+    return evals[order].astype(np.float32), evecs[:, order].astype(np.float32)
+
+
+def exact_diffusion_nn(connectivities, k: int, n_comps: int = 100):  # noqa: ANN001, ANN201
+    """scib-metrics' diffusion_nn with an exact kNN on the diffusion embedding (see the module doc)."""
+    from scib_metrics.utils._diffusion_nn import _EPS, _compute_transitions
+
+    transitions = _compute_transitions(connectivities)
+    evals, evecs = top_eigen(transitions, n_comps)
+    evals += _EPS
+    embedding = evecs * np.array([e if e == 1 else e / (1 - e) for e in evals])
+    return exact_neighbors(embedding, k + 1)
+
+
+@contextlib.contextmanager
+def _exact_kbet_neighbours() -> Iterator[None]:
+    import scib_metrics.metrics._kbet as kbet_module
+
+    original = kbet_module.diffusion_nn
+    kbet_module.diffusion_nn = exact_diffusion_nn
+    try:
+        yield
+    finally:
+        kbet_module.diffusion_nn = original
+
+
+def integration_deterministic(x: np.ndarray, x_pre: np.ndarray, labels: np.ndarray,
+                              batches: np.ndarray) -> dict[str, float]:
+    """Every scIB metric that does not depend on a seed (all but k-means)."""
+    import scib_metrics
+
+    neighbours = exact_neighbors(x, max(NEIGHBOURS))
+    sub = {n: neighbours.subset_neighbors(min(n, neighbours.n_neighbors)) for n in NEIGHBOURS}
+    with warnings.catch_warnings(), _exact_kbet_neighbours():
+        warnings.simplefilter("ignore")
+        values = {
+            "isolated_labels": scib_metrics.isolated_labels(x, labels, batches),
+            "silhouette_label": scib_metrics.silhouette_label(x, labels),
+            "clisi": scib_metrics.clisi_knn(sub[90], labels),
+            "bras": scib_metrics.bras(x, labels, batches),
+            "ilisi": scib_metrics.ilisi_knn(sub[90], batches),
+            "kbet": scib_metrics.kbet_per_label(sub[50], batches, labels),
+            "graph_connectivity": scib_metrics.graph_connectivity(sub[15], labels),
+            "pcr_comparison": scib_metrics.pcr_comparison(x_pre, x, batches, categorical=True),
+        }
+    return {k: float(v) for k, v in values.items()}
+
+
+def integration_seeded(x: np.ndarray, labels: np.ndarray, seeds: list[int]) -> list[dict[str, float]]:
+    """scib-metrics' k-means NMI/ARI (its jax KMeans, k-means++, n_init=1), once per seed.
+
+    ``KMeans.fit`` recompiles on every call (about 2 s here: its jitted step takes
+    the instance as a static argument and ``fit`` maps a fresh lambda), so this
+    runs the same steps as ``fit`` with one instance per embedding: its
+    tolerance, centring, key split and jitted run, compiled once for all seeds.
+    """
+    import jax
+    from scib_metrics.utils import KMeans as JaxKMeans
+    from scib_metrics.utils._kmeans import _get_dist_labels, _tolerance
+    from scib_metrics.utils._utils import validate_seed
+
+    kmeans = JaxKMeans(len(np.unique(labels)))
+    centred = np.ascontiguousarray(x, dtype=np.float32)
+    kmeans.tol = _tolerance(centred, kmeans.tol_scale)
+    centred = centred - centred.mean(axis=0)
+    out = []
+    for seed in seeds:
+        key = jax.random.split(validate_seed(seed), kmeans.n_init)[0]
+        centroids, _ = kmeans._kmeans_full_run(centred, key)
+        predicted = np.asarray(_get_dist_labels(centred, centroids)[1])
+        out.append({"kmeans_nmi": float(normalized_mutual_info_score(labels, predicted, average_method="arithmetic")),
+                    "kmeans_ari": float(adjusted_rand_score(labels, predicted))})
+    return out
+
+
+def aggregates(values: dict[str, float]) -> dict[str, float]:
+    """scib-metrics' aggregate scores (Benchmarker.get_results, unscaled)."""
+    bio = float(np.nanmean([values[m] for m in BIO]))
+    batch = float(np.nanmean([values[m] for m in BATCH]))
+    return {"bio_conservation": bio, "batch_correction": batch, "total": 0.6 * bio + 0.4 * batch}
+
+
+def per_class_mean(runs: list[dict[str, float]]) -> dict[str, float]:
+    return pd.DataFrame(runs).mean(axis=0).round(6).to_dict() if runs else {}

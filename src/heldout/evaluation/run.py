@@ -1,14 +1,17 @@
-"""Score a model's embeddings on a released dataset, beside the random and simple baselines.
+"""Evaluate a model's embeddings (or predicted labels) on a task, beside controls, over every seed.
 
-Every result carries the dataset version, task, model and the leakage tier
-with its evidence. RED pairings are refused before anything is computed;
-GRAY results are flagged. Results are written as JSON and appended to
-``results/results.jsonl``.
+The tier is computed first, from the registry's card only, on exactly the cells
+the task scores; RED is refused before anything else is read. Then the model and
+the controls are scored on the same cells over the task's seeds, and one result
+records everything a reader needs to trust it: dataset versions (and whether
+they are retracted), the sha256 of each split and of the task card, the model,
+its tier with evidence, raw and scaled scores, flags, and the heldout version.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,116 +20,174 @@ import numpy as np
 
 import heldout
 from heldout._files import sha256_file, write_json_atomic, write_text_atomic
-from heldout.errors import EvaluationError
-from heldout.evaluation import baselines, metrics
-from heldout.evaluation.gate import ModelIdentity, card_scope, refuse_red, resolve_model, task_tier
-from heldout.evaluation.inputs import CURATED as CURATED_VERSION
-from heldout.evaluation.inputs import EvalDataset, align, load_eval_dataset, read_embeddings
+from heldout.errors import EvaluationError, UsageError
+from heldout.evaluation import controls
+from heldout.evaluation.gate import (ModelIdentity, card_digest, card_scope, no_card_tier, refuse_red, resolve_model,
+                                     task_tier)
+from heldout.evaluation.inputs import CURATED, EvalDataset, align, load_eval_dataset, read_embeddings, read_predictions
+from heldout.evaluation.scoring import SPECIES, TaskData, score_task, summarise
 from heldout.evaluation.tasks import TaskCard, TaskKind, load_task_card
-from heldout.leakage.tiers import Tier
+from heldout.leakage.tiers import Tier, TierResult
 from heldout.project import Project, find_project
 
 RESULTS_TABLE = "results.jsonl"
+RESULT_SCHEMA_VERSION = 2
+TIER_ORDER = (Tier.RED, Tier.GRAY, Tier.YELLOW, Tier.GREEN)  # the worst dataset decides a multi-dataset task
 
 
 @dataclass(frozen=True)
 class EvalResult:
-    dataset: str
-    dataset_version: str
+    schema_version: int
     task: str
     kind: str
+    task_card_sha256: str
+    datasets: list[dict]  # name, version, retracted, retraction, split_sha256, n_cells
     model: str
-    tier: str  # of the cells the task scores
-    tier_reason: str
-    gray_flag: bool
-    dataset_tier: str  # of the whole dataset (a task on the test split can be cleaner than its dataset)
     model_card_source: str  # registry | user | none: which card decided the tier
     model_card_sha256: str | None
     model_card: dict | None  # the user-supplied card itself, so a report can re-audit it
-    n_train: int
-    n_test: int
-    seed: int
-    embeddings_sha256: str
-    scores: dict[str, dict[str, float]]  # {"model"|"random"|"simple": {metric: value}}
+    tier: str  # of the cells the task scores
+    tier_reason: str
+    dataset_tiers: dict[str, str]  # of each whole dataset (a task on a test split can be cleaner)
     evidence: list[dict]
+    output: str  # embeddings | predictions
+    output_sha256: str
+    seeds: list[int]
+    n_scored: int
+    roles: dict[str, str]  # entry -> model | negative | positive | baseline
+    scores: dict[str, dict[str, dict]]  # entry -> metric -> {mean, std, values}
+    scaled: dict[str, dict[str, float | None]]  # entry -> metric -> scaled between the controls
+    per_class: dict[str, dict[str, dict[str, float]]]  # entry -> classifier -> label -> F1
+    flags: list[str]  # where the model falls below a negative control
     heldout_version: str
+    created: str
+
+    @property
+    def gray_flag(self) -> bool:
+        return self.tier == Tier.GRAY.value
+
+    @property
+    def retracted(self) -> bool:
+        return any(d["retracted"] for d in self.datasets)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-def _cells(task: TaskCard, data: EvalDataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    obs = data.adata.obs
-    if task.label not in obs:
-        msg = f"Task {task.name!r}: label column {task.label!r} is not in {data.name}'s obs."
-        raise EvaluationError(msg)
-    labels = obs[task.label].astype(str).to_numpy()
-    keep = ~np.isin(labels, task.exclude_labels)
-    test = keep & (np.isin(data.split, task.test_splits) | ("all" in task.test_splits))
-    train = keep & np.isin(data.split, task.train_splits)
-    if not test.any():
-        msg = f"Task {task.name!r} on {data.name}@{data.version}: no labelled cells in splits {task.test_splits}."
-        raise EvaluationError(msg)
-    return labels, train, test
+def _task_data(task: TaskCard, data: list[EvalDataset]) -> TaskData:
+    labels, split, group, batch = [], [], [], []
+    for d in data:
+        obs = d.adata.obs
+        for column in (task.label, task.batch):
+            if column and column not in obs:
+                msg = f"Task {task.name!r}: column {column!r} is not in {d.name}'s obs."
+                raise EvaluationError(msg, hint=f"Columns: {', '.join(obs.columns)}.")
+        labels.append(obs[task.label].astype(str).to_numpy())
+        split.append(d.split.astype(str))
+        group.append(np.full(d.adata.n_obs, SPECIES.get(d.organism, d.name) if len(data) > 1 else d.name))
+        if task.batch:
+            batch.append(obs[task.batch].astype(str).to_numpy())
+    labels_all = np.concatenate(labels)
+    return TaskData(labels=labels_all, split=np.concatenate(split), group=np.concatenate(group),
+                    batch=np.concatenate(batch) if batch else None,
+                    scored=~np.isin(labels_all, task.exclude_labels))
 
 
-def score(task: TaskCard, data: EvalDataset, x: np.ndarray) -> dict[str, float]:
-    labels, train, test = _cells(task, data)
-    if task.kind is TaskKind.annotation:
-        if len(np.unique(labels[train])) < 2:
-            msg = f"Task {task.name!r}: the train split has fewer than two labels; cannot train a classifier."
-            raise EvaluationError(msg)
-        values = metrics.annotation(x[train], labels[train], x[test], labels[test], seed=task.seed)
-    elif task.kind is TaskKind.clustering:
-        values = metrics.clustering(x[test], labels[test], seed=task.seed)
-    else:
-        batches = data.adata.obs[task.batch].astype(str).to_numpy()
-        values = metrics.integration(x[test], labels[test], batches[test])
-    return {m: values[m] for m in task.metrics}
+def _simple(task: TaskCard, data: list[EvalDataset]) -> np.ndarray:
+    if len(data) == 1:
+        return controls.simple_embedding(data[0].adata)
+    import anndata as ad
+
+    target = data[0].organism  # other species enter through the ortholog map into the first one's genes
+    parts = []
+    for d in data:
+        if d.organism == target:
+            parts.append(d.adata)
+        elif target in d.orthologs:
+            parts.append(ad.read_h5ad(d.orthologs[target]))
+        else:
+            msg = f"Task {task.name!r}: {d.name} ({d.organism}) has no ortholog map into {target} genes."
+            raise EvaluationError(msg, hint=f"Add `orthologs: {{target_organism: {target}}}` to its card.")
+    return controls.joint_simple_embedding(parts)
 
 
-def evaluate(*, dataset: str, task: str, model: str, embeddings: str | Path, ids: Path | None = None,
-             obsm_key: str | None = None, model_card: Path | None = None, registry: str | Path | None = None,
+def _combine(tiers: list[TierResult]) -> TierResult:
+    return min(tiers, key=lambda t: TIER_ORDER.index(t.tier))
+
+
+def evaluate(*, task: str, datasets: list[str], model: str, embeddings: str | Path | None = None,
+             predictions: str | Path | None = None, ids: Path | None = None, obsm_key: str | None = None,
+             model_card: Path | None = None, registry: str | Path | None = None,
              mirror_root: str | Path | None = None, results_dir: Path | None = None,
              project: Project | None = None, rescan: bool = False) -> EvalResult:
-    """Evaluate ``model``'s embeddings on ``dataset`` (NAME@VERSION) for ``task``; write the result."""
+    """Evaluate ``model`` on ``task`` over ``datasets`` (NAME@VERSION each); write and return the result."""
     project = project or find_project()
     task_card = load_task_card(task, project.registry)
-    data = load_eval_dataset(dataset, registry=registry, project=project)
-    if data.name != task_card.dataset:
-        msg = f"Task {task!r} is defined on dataset {task_card.dataset!r}, not {data.name!r}."
-        raise EvaluationError(msg, hint=f"Use --dataset {task_card.dataset}@VERSION.")
-    scope = card_scope(data.version, registry=registry, project_root=project.root,
+    if (embeddings is None) == (predictions is None):
+        raise UsageError("Give exactly one of --embeddings or --predictions.")
+    if predictions is not None and task_card.kind is not TaskKind.annotation:
+        raise UsageError(f"Predicted labels can only be scored by annotation tasks; {task!r} is {task_card.kind.value}.",
+                         hint="Pass --embeddings for this task.")
+    loaded = [load_eval_dataset(ref, registry=registry, project=project) for ref in datasets]
+    if sorted(d.name for d in loaded) != sorted(task_card.dataset_names):
+        msg = f"Task {task!r} is defined on {', '.join(task_card.dataset_names)}, not {', '.join(d.name for d in loaded)}."
+        raise EvaluationError(msg, hint=f"Use --release VERSION, or --dataset NAME@VERSION for each of them.")
+    loaded = sorted(loaded, key=lambda d: task_card.dataset_names.index(d.name))
+    versions = {d.version for d in loaded}
+    scope = card_scope(loaded[0].version, registry=registry, project_root=project.root,
                        project_registry=project.registry)
     identity = resolve_model(model, model_card=model_card, known=scope.cards, where=scope.where)
-    whole, tier = task_tier(identity, data.audit_data, task_card.test_splits, scope=scope, project_root=project.root,
-                            mirror_root=mirror_root, rescan=rescan)
-    refuse_red(identity, tier, f"the cells {task_card.name} scores in {data.name}@{data.version}")
-    cell_ids, matrix = read_embeddings(embeddings, ids_path=ids, obsm_key=obsm_key)
-    x_model = align(cell_ids, matrix, data.adata.obs_names, what=f"embeddings {Path(embeddings).name}")
-    embeddings_by_name = {
-        "model": x_model,
-        "random": baselines.random_embedding(data.adata.n_obs, seed=task_card.seed, dims=x_model.shape[1]),
-        "simple": baselines.simple_embedding(data.adata, seed=task_card.seed),
-    }
-    scores = {name: score(task_card, data, x) for name, x in embeddings_by_name.items()}
-    _, train, test = _cells(task_card, data)
+    pairs = [task_tier(identity, d.audit_data, task_card.test_splits, scope=scope, project_root=project.root,
+                       mirror_root=mirror_root, rescan=rescan) for d in loaded]
+    tier = _combine([scored for _, scored in pairs])
+    refuse_red(identity, tier, f"the cells {task_card.name} scores in {', '.join(sorted(versions))}")
+
+    cell_ids = np.concatenate([d.adata.obs_names.to_numpy(dtype=str) for d in loaded])
+    data = _task_data(task_card, loaded)
+    output_path = Path(embeddings or predictions)  # type: ignore[arg-type]
+    if embeddings is not None:
+        out_ids, matrix = read_embeddings(embeddings, ids_path=ids, obsm_key=obsm_key)
+        model_entry = controls.Entry(name=model, role="model", embedding=align(out_ids, matrix, _index(cell_ids),
+                                                                                 what=f"embeddings {output_path.name}"))
+        entries = [model_entry, *controls.embedding_controls(data.labels, data.group, _simple(task_card, loaded),
+                                                             seed=task_card.seeds[0],
+                                                             integration=task_card.kind is TaskKind.integration)]
+    else:
+        out_ids, labels = read_predictions(predictions)  # type: ignore[arg-type]
+        predicted = align(out_ids, labels[:, None], _index(cell_ids), what=f"predictions {output_path.name}")[:, 0]
+        train = data.scored & np.isin(data.split, task_card.train_splits)
+        entries = [controls.Entry(name=model, role="model", labels=predicted),
+                   *controls.prediction_controls(data.labels, data.group, data.labels[train], seed=task_card.seeds[0])]
+    scores = score_task(task_card, data, entries)
+    roles = {e.name: e.role for e in entries}
+    summary, scaled, flags = summarise(scores, roles)
     result = EvalResult(
-        dataset=data.name, dataset_version=data.version, task=task_card.name, kind=task_card.kind.value,
-        model=model, tier=tier.tier.value, tier_reason=tier.reason, gray_flag=tier.tier is Tier.GRAY,
-        dataset_tier=whole.tier.value,
-        model_card_source=identity.source, model_card_sha256=identity.card_sha256,
+        schema_version=RESULT_SCHEMA_VERSION, task=task_card.name, kind=task_card.kind.value,
+        task_card_sha256=sha256_file(project.registry / "tasks" / f"{task_card.name}.yaml"),
+        datasets=[{"name": d.name, "version": d.version, "retracted": d.retracted, "retraction": d.retraction,
+                   "split_sha256": d.split_sha256, "n_cells": int(d.adata.n_obs)} for d in loaded],
+        model=model, model_card_source=identity.source, model_card_sha256=identity.card_sha256,
         model_card=identity.card.to_dict() if identity.user_supplied and identity.card else None,
-        n_train=int(train.sum()) if task_card.kind is TaskKind.annotation else 0, n_test=int(test.sum()),
-        seed=task_card.seed, embeddings_sha256=sha256_file(embeddings), scores=scores,
-        evidence=[e.to_dict() for e in tier.evidence], heldout_version=heldout.__version__)
+        tier=tier.tier.value, tier_reason=tier.reason,
+        dataset_tiers={d.name: whole.tier.value for d, (whole, _) in zip(loaded, pairs, strict=True)},
+        evidence=[e.to_dict() for e in tier.evidence], output="embeddings" if embeddings else "predictions",
+        output_sha256=sha256_file(output_path), seeds=list(task_card.seeds), n_scored=int(data.scored.sum()),
+        roles=roles, scores=summary, scaled=scaled, per_class=scores.per_class, flags=flags,
+        heldout_version=heldout.__version__, created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     write_result(result, results_dir or project.root / "results")
     return result
 
 
+def _index(cell_ids: np.ndarray):  # noqa: ANN202 - pandas Index
+    import pandas as pd
+
+    return pd.Index(cell_ids)
+
+
 def write_result(result: EvalResult, folder: Path) -> Path:
-    """One JSON per (dataset@version, task, model), plus a line in the results table."""
-    path = folder / f"{result.dataset}@{result.dataset_version}" / result.task / f"{result.model}.json"
+    """One JSON per (task, datasets@versions, model), plus a line in the results table."""
+    versions = "+".join(f"{d['name']}@{d['version']}" for d in result.datasets)
+    path = folder / result.task / versions / f"{result.model}.json"
     write_json_atomic(path, result.to_dict())
     table = folder / RESULTS_TABLE
     lines = table.read_text().splitlines() if table.exists() else []
@@ -139,7 +200,6 @@ def _identity_of_record(record: dict, known: dict) -> ModelIdentity:
     """The card a stored result must be re-audited with: the registry's for registry models, always."""
     from heldout.cards._base import parse_card
     from heldout.cards.model import ModelCard
-    from heldout.evaluation.gate import card_digest
 
     name = record["model"]
     if name in known:  # whatever the file says about its card
@@ -159,10 +219,14 @@ class Recheck:
     card_source: str  # registry | user | none
 
 
+def record_key(record: dict) -> tuple[str, str, str]:
+    versions = "+".join(f"{d['name']}@{d['version']}" for d in record["datasets"])
+    return record["model"], versions, record["task"]
+
+
 def recheck_tiers(records: list[dict], *, project: Project | None = None, registry: str | Path | None = None,
-                  mirror_root: str | Path | None = None, rescan: bool = False,
-                  ) -> dict[tuple[str, str, str, str], Recheck]:
-    """Recompute the tier of every (model, dataset, version, task) in ``records`` from cards and eval data.
+                  mirror_root: str | Path | None = None, rescan: bool = False) -> dict[tuple[str, str, str], Recheck]:
+    """Recompute the tier of every (model, datasets, task) in ``records`` from cards and eval data.
 
     Nothing a results file says about a tier is used: a result edited to say
     GREEN shows the tier the registry's card gives.
@@ -170,18 +234,24 @@ def recheck_tiers(records: list[dict], *, project: Project | None = None, regist
     from heldout.leakage.audit import eval_from_curated, eval_from_release
 
     project = project or find_project()
-    tiers: dict[tuple[str, str, str, str], Recheck] = {}
+    tiers: dict[tuple[str, str, str], Recheck] = {}
     for record in records:
-        name, version = record["dataset"], record["dataset_version"]
-        key = (record["model"], name, version, record["task"])
+        key = record_key(record)
         if key in tiers:
             continue
-        scope = card_scope(version, registry=registry, project_root=project.root, project_registry=project.registry)
-        identity = _identity_of_record(record, scope.cards)
         task_card = load_task_card(record["task"], project.registry)
-        data = (eval_from_curated(project, name) if version == CURATED_VERSION
-                else eval_from_release(version, registry=registry, datasets=[name])[0])
-        _, tier = task_tier(identity, data, task_card.test_splits, scope=scope, project_root=project.root,
-                            mirror_root=mirror_root, rescan=rescan)
-        tiers[key] = Recheck(tier.tier.value, identity.source)
+        datasets = record["datasets"]
+        scope = card_scope(datasets[0]["version"], registry=registry, project_root=project.root,
+                           project_registry=project.registry)
+        identity = _identity_of_record(record, scope.cards)
+        scored = []
+        for d in datasets:
+            data = (eval_from_curated(project, d["name"]) if d["version"] == CURATED
+                    else eval_from_release(d["version"], registry=registry, datasets=[d["name"]])[0])
+            if identity.card is None:
+                scored.append(no_card_tier(identity, d["name"], d["version"]))
+                continue
+            scored.append(task_tier(identity, data, task_card.test_splits, scope=scope, project_root=project.root,
+                                    mirror_root=mirror_root, rescan=rescan)[1])
+        tiers[key] = Recheck(_combine(scored).tier.value, identity.source)
     return tiers

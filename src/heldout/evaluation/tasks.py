@@ -1,7 +1,11 @@
-"""Task cards: which dataset, which split, which label, which metrics.
+"""Task cards: which datasets, which split, which label, which metrics, over which seeds.
 
-``registry/tasks/<name>.yaml``. A task is scored for a model and for the two
-baselines heldout computes itself on the same cells and splits.
+``registry/tasks/<name>.yaml``. Every task is donor-disjoint: training cells
+(where a task trains anything) come from the ``train_splits`` of a dataset's
+donor-disjoint split and scores from its ``test_splits``. A task is scored for
+the model and for controls heldout computes itself on the same cells (see
+:mod:`heldout.evaluation.controls`), over at least five seeds: the split stays
+fixed, classifier and clustering seeds vary.
 """
 
 from __future__ import annotations
@@ -16,17 +20,25 @@ from heldout.cards._base import FrozenRecord, load_card
 from heldout.cards.dataset import NAME_PATTERN, SplitName
 from heldout.errors import CardError, unknown_choice
 
+MIN_SEEDS = 5
+
 
 class TaskKind(enum.StrEnum):
-    annotation = "annotation"  # classifier on train-split embeddings, scored on the test split
-    clustering = "clustering"  # k-means and Leiden on the embeddings vs labels
-    integration = "integration"  # silhouette-based label conservation and batch mixing
+    annotation = "annotation"  # classifiers trained on train-split embeddings, scored on the test split
+    label_transfer = "label_transfer"  # train on one species, test on another (shared labels)
+    clustering = "clustering"  # k-means and Leiden clusters of the embeddings vs labels
+    integration = "integration"  # the scIB metric set: bio conservation and batch correction
 
 
+Classifier = Literal["logreg", "knn", "random_forest"]
+CLASSIFIERS: tuple[Classifier, ...] = ("logreg", "knn", "random_forest")
+BIO = ("isolated_labels", "kmeans_nmi", "kmeans_ari", "silhouette_label", "clisi")
+BATCH = ("bras", "ilisi", "kbet", "graph_connectivity", "pcr_comparison")
 METRICS: dict[TaskKind, tuple[str, ...]] = {
     TaskKind.annotation: ("macro_f1", "accuracy"),
+    TaskKind.label_transfer: ("macro_f1", "accuracy"),
     TaskKind.clustering: ("ari_kmeans", "nmi_kmeans", "ari_leiden", "nmi_leiden"),
-    TaskKind.integration: ("asw_label", "asw_batch"),
+    TaskKind.integration: (*BIO, *BATCH, "bio_conservation", "batch_correction", "total"),
 }
 
 
@@ -35,14 +47,16 @@ class TaskCard(FrozenRecord):
     name: Annotated[str, pydantic.Field(pattern=NAME_PATTERN)]
     description: str
     kind: TaskKind
-    dataset: str
+    dataset: str | None = None  # one dataset ...
+    datasets: list[str] = pydantic.Field(default_factory=list)  # ... or several (label transfer: [human, mouse])
     label: str
     batch: str | None = None
     train_splits: list[SplitName] = pydantic.Field(default_factory=lambda: ["train", "validation"])
     test_splits: list[SplitName | Literal["all"]] = pydantic.Field(default_factory=lambda: ["test"])
     exclude_labels: list[str] = pydantic.Field(default_factory=lambda: ["unknown", "unannotated"])
-    metrics: list[str]
-    seed: int = 0
+    metrics: list[str] = pydantic.Field(default_factory=list)  # default: every metric of the kind
+    classifiers: list[Classifier] = pydantic.Field(default_factory=lambda: list(CLASSIFIERS))
+    seeds: list[int] = pydantic.Field(default_factory=lambda: list(range(MIN_SEEDS)))
 
     @pydantic.model_validator(mode="after")
     def _consistent(self) -> TaskCard:
@@ -54,7 +68,24 @@ class TaskCard(FrozenRecord):
         if self.kind is TaskKind.integration and not self.batch:
             msg = "integration tasks need `batch:` (e.g. donor_id)"
             raise ValueError(msg)
+        if (self.dataset is None) == (not self.datasets):
+            msg = "name exactly one of `dataset:` (a dataset card) or `datasets:` (several)"
+            raise ValueError(msg)
+        if self.kind is TaskKind.label_transfer and len(self.datasets) != 2:
+            msg = "label_transfer tasks name two `datasets:` (e.g. the human and the mouse dataset)"
+            raise ValueError(msg)
+        if len(set(self.seeds)) < MIN_SEEDS:
+            msg = f"a task runs over at least {MIN_SEEDS} distinct seeds, got {self.seeds}"
+            raise ValueError(msg)
         return self
+
+    @property
+    def dataset_names(self) -> list[str]:
+        return [self.dataset] if self.dataset else list(self.datasets)
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return tuple(self.metrics) or METRICS[self.kind]
 
 
 def list_task_cards(registry: Path) -> list[str]:
