@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -12,13 +13,18 @@ if TYPE_CHECKING:  # importing validation pulls in anndata/pandera: keep `heldou
     from heldout.validation import ValidationReport
 
 console = Console(highlight=False, soft_wrap=True)
+NO_WRAP_MAX = 24  # a column whose values are all at most this long is never wrapped
 
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
-    out = Table(title=title, title_justify="left")
-    for col in columns:
-        out.add_column(col, overflow="fold")
-    for row in rows:
-        out.add_row(*(str(v) for v in row))
+    # No vertical rules and no edge padding; short values (names, versions, tiers) never wrap, so
+    # at 80 columns only long free text (evidence, reasons) folds, at word boundaries.
+    cells = [[str(v) for v in row] for row in rows]
+    out = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for i, col in enumerate(columns):
+        longest = max((len(row[i]) for row in cells), default=len(col))
+        out.add_column(col, no_wrap=max(longest, len(col)) <= NO_WRAP_MAX, overflow="fold")
+    for row in cells:
+        out.add_row(*row)
     console.print(out)
 
 
@@ -38,3 +44,25 @@ def validation_report(report: ValidationReport) -> None:
 
 def key_values(title: str, pairs: Iterable[tuple[str, object]]) -> None:
     table(title, ["field", "value"], pairs)
+
+
+def evaluation_result(result) -> None:  # noqa: ANN001 - heldout.evaluation.run.EvalResult
+    """The leaderboard of one evaluation (headline metric) and its tier, readable at 80 columns."""
+    from heldout.evaluation.report import headline, headline_stats
+
+    record = result.to_dict()
+    metric = headline(record)
+    rows = []
+    for entry, role in sorted(result.roles.items(), key=lambda kv: -headline_stats(record, kv[0])[0]):
+        mean, std = headline_stats(record, entry)
+        scaled = result.scaled[entry].get(metric) if metric in result.scaled[entry] else None
+        rows.append((entry, role, f"{mean:.3f} ± {std:.3f}", "-" if scaled is None else f"{scaled:.2f}"))
+    datasets = ", ".join(f"{d['name']}@{d['version']}" for d in result.datasets)
+    table(f"{result.task} on {datasets} ({len(result.seeds)} seeds)", ["entry", "role", metric, "scaled"], rows)
+    mark = " (user-supplied card)" if result.model_card_source == "user" else ""
+    console.print(f"tier {result.tier}{mark}: {result.tier_reason}")
+    for d in result.datasets:
+        if d["retracted"]:
+            console.print(f"[red]{d['name']}@{d['version']} is a retracted release[/]: {d['retraction']}")
+    for flag in result.flags[:5]:
+        console.print(f"[yellow]below a negative control[/]: {flag}")

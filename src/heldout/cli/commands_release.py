@@ -96,8 +96,9 @@ def list_cmd(registry: str | None) -> None:
     """Datasets x released versions, with aliases and retractions."""
     from heldout.pull import list_releases
 
-    _render.table("released datasets", ["dataset", "version", "aliases", "cells", "donors", "census", "status"],
-                  ((r.dataset, r.version, r.aliases, r.n_cells, r.n_donors, r.census, r.status)
+    _render.table("released datasets (pull with `heldout pull NAME@VERSION`)",
+                  ["NAME@VERSION", "aliases", "cells", "donors", "census", "status"],
+                  ((f"{r.dataset}@{r.version}", r.aliases, r.n_cells, r.n_donors, r.census, r.status)
                    for r in list_releases(registry)))
 
 
