@@ -1,4 +1,8 @@
-"""Validation reports every failure of real invalid files, readably, with a non-zero exit."""
+"""Validation at CELLxGENE-schema depth: wrong terms refused with the reason and fix, valid variants accepted.
+
+Real files: the curated glioma dataset (curated profile), and a CELLxGENE-schema h5ad the mini-Census
+builder wrote from the real Tirosh 2016 cells (cellxgene profile, schema 7.0.0 in uns).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,9 @@ from pathlib import Path
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from heldout.cli import cli
@@ -15,35 +21,126 @@ from heldout.curation import artifact_paths
 from heldout.project import Project
 from heldout.validation import validate_h5ad
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 @pytest.fixture
 def glioma(curated: Project) -> ad.AnnData:
     return ad.read_h5ad(artifact_paths(curated, "glioma-tirosh2016")[0])
 
 
-def _checks(path: Path) -> set[tuple[str, str]]:
-    report = validate_h5ad(path)
-    assert not report.ok
-    return {(f.component, f.column) for f in report.failures}
+@pytest.fixture
+def submitted(mirror_root: Path) -> ad.AnnData:
+    """A CELLxGENE-schema 7.0.0 submission of the real Tirosh 2016 glioma cells (no heldout columns)."""
+    [path] = [p for p in mirror_root.glob("cell-census/*/h5ads/*.h5ad") if ad.read_h5ad(p, backed="r").n_obs == 184]
+    adata = ad.read_h5ad(path)
+    adata.uns["organism_ontology_term_id"] = "NCBITaxon:9606"
+    adata.uns["schema_version"] = "7.0.0"
+    for column in adata.obs.columns:  # as CELLxGENE stores them
+        if adata.obs[column].dtype == object:
+            adata.obs[column] = adata.obs[column].astype("category")
+    return adata
 
 
-def test_wrong_ontology_id(glioma: ad.AnnData, tmp_path: Path) -> None:
-    obs = glioma.obs.copy()
-    obs["cell_type_ontology_term_id"] = obs["cell_type_ontology_term_id"].astype(str)
-    obs.iloc[3, obs.columns.get_loc("cell_type_ontology_term_id")] = "CL:12345"
-    glioma.obs = obs
-    glioma.write_h5ad(tmp_path / "bad.h5ad")
+def _with(adata: ad.AnnData, column: str, value: str, rows: slice = slice(0, 3)) -> ad.AnnData:
+    obs = adata.obs.copy()
+    obs[column] = obs[column].astype(str)
+    obs.iloc[rows, obs.columns.get_loc(column)] = value
+    adata.obs = obs
+    return adata
+
+
+WRONG = [  # (column, value, what the reason says): each accepted before, each rejected by CELLxGENE's validator
+    ("cell_type_ontology_term_id", "CL:9999999", "no such term"),
+    ("cell_type_ontology_term_id", "CL:0000255", "not allowed here"),
+    ("tissue_ontology_term_id", "UBERON:9999999", "no such term"),
+    ("assay_ontology_term_id", "EFO:0000001", "not under the allowed roots"),
+    ("assay_ontology_term_id", "EFO:0009922 (sci-plex)", "not an ontology term id"),
+    ("disease_ontology_term_id", "MONDO:9999999", "no such term"),
+    ("disease_ontology_term_id", "MONDO:0016695 || MONDO:0005148", "ascending lexical order"),
+    ("development_stage_ontology_term_id", "MmusDv:0000092", "where HsapDv is required"),
+    ("self_reported_ethnicity_ontology_term_id", "HANCESTRO:9999", "no such term"),
+    ("self_reported_ethnicity_ontology_term_id", "HANCESTRO:0014,HANCESTRO:0005", "wrong delimiter"),
+    ("tissue_type", "cell culture", "isin"),
+    ("cell_type", "B cell", "the label of CL:"),
+]
+
+
+@pytest.mark.parametrize(("column", "value", "reason"), WRONG, ids=[f"{c}={v}" for c, v, _ in WRONG])
+def test_wrong_terms_are_refused_with_the_reason(submitted: ad.AnnData, tmp_path: Path, column: str, value: str,
+                                                 reason: str) -> None:
+    _with(submitted, column, value).write_h5ad(tmp_path / "bad.h5ad")
     report = validate_h5ad(tmp_path / "bad.h5ad")
-    [failure] = report.failures
-    assert (failure.column, failure.failure_case) == ("cell_type_ontology_term_id", "CL:12345")
-    assert "str_matches" in failure.check and failure.index == glioma.obs_names[3]
+    assert report.profile == "cellxgene" and report.organism == "homo_sapiens"
+    [failure] = [f for f in report.failures if f.column == column]
+    assert failure.failure_case == value and failure.n_rows == 3 and failure.index == submitted.obs_names[0]
+    assert reason in (failure.reason or failure.check), failure
+    assert failure.fix
 
 
-def test_missing_donor_id(glioma: ad.AnnData, tmp_path: Path) -> None:
-    glioma.obs = glioma.obs.drop(columns=["donor_id"])
-    glioma.write_h5ad(tmp_path / "bad.h5ad")
-    assert ("obs", "donor_id") in {(c, col) for c, col in _checks(tmp_path / "bad.h5ad")} or \
-        any("donor_id" in f.failure_case for f in validate_h5ad(tmp_path / "bad.h5ad").failures)
+def test_near_miss_terms_get_a_did_you_mean(submitted: ad.AnnData, tmp_path: Path) -> None:
+    _with(submitted, "cell_type_ontology_term_id", "B cell").write_h5ad(tmp_path / "bad.h5ad")
+    [failure] = [f for f in validate_h5ad(tmp_path / "bad.h5ad").failures if f.check == "ontology_term"]
+    assert failure.suggestions == ("CL:0000236 (B cell)",)
+    result = CliRunner().invoke(cli, ["validate", str(tmp_path / "bad.h5ad")])
+    assert result.exit_code == 5 and "did you mean: CL:0000236 (B cell)?" in result.output
+
+
+def test_valid_cellxgene_variants_pass(submitted: ad.AnnData, tmp_path: Path) -> None:
+    assert validate_h5ad(_write(submitted, tmp_path / "as-is.h5ad")).ok
+    # normalised X, raw counts in raw.X (heldout reads raw.X then)
+    normalised = submitted.copy()
+    normalised.raw = normalised
+    normalised.X = normalised.X.multiply(1 / np.maximum(normalised.X.sum(axis=1), 1)).tocsr() * 1e4
+    report = validate_h5ad(_write(normalised, tmp_path / "normalised.h5ad"))
+    assert report.ok and report.counts_from == "raw.X", report.failures
+    # schema 7 cell lines: a Cellosaurus tissue and "na" donor, stage, sex and ethnicity
+    line = submitted.copy()
+    for column, value in {"tissue_type": "cell line", "tissue_ontology_term_id": "CVCL_2830", "donor_id": "na",
+                          "development_stage_ontology_term_id": "na", "sex_ontology_term_id": "na",
+                          "self_reported_ethnicity_ontology_term_id": "na"}.items():
+        _with(line, column, value, slice(None))
+    line.obs = line.obs.drop(columns=["tissue", "development_stage", "sex", "self_reported_ethnicity"])
+    report = validate_h5ad(_write(line, tmp_path / "cell-line.h5ad"))
+    assert report.ok, report.failures
+    # several ancestry terms, AfPO and HANCESTRO, sorted and joined by " || "
+    ancestry = _with(submitted.copy(), "self_reported_ethnicity_ontology_term_id", "AfPO:0000145 || HANCESTRO:0005")
+    ancestry.obs = ancestry.obs.drop(columns=["self_reported_ethnicity"])
+    assert validate_h5ad(_write(ancestry, tmp_path / "ancestry.h5ad")).ok
+
+
+def test_cell_line_na_rules_hold_both_ways(submitted: ad.AnnData, tmp_path: Path) -> None:
+    _with(submitted, "sex_ontology_term_id", "na").write_h5ad(tmp_path / "bad.h5ad")
+    [failure] = [f for f in validate_h5ad(tmp_path / "bad.h5ad").failures if f.check == "cell_line_na"]
+    assert failure.column == "sex_ontology_term_id" and "only for cell lines" in failure.reason
+    line = _with(submitted, "tissue_type", "cell line", slice(None))
+    _with(line, "tissue_ontology_term_id", "CVCL_2830", slice(None)).write_h5ad(tmp_path / "line.h5ad")
+    must_be_na = {f.column for f in validate_h5ad(tmp_path / "line.h5ad").failures if f.check == "cell_line_na"}
+    assert must_be_na == {"donor_id", "development_stage_ontology_term_id", "sex_ontology_term_id",
+                          "self_reported_ethnicity_ontology_term_id"}
+
+
+def _write(adata: ad.AnnData, path: Path) -> Path:
+    adata.write_h5ad(path)
+    return path
+
+
+def test_missing_columns_are_reported_as_missing(submitted: ad.AnnData, tmp_path: Path) -> None:
+    submitted.obs = submitted.obs.drop(columns=["donor_id", "tissue_type"])
+    report = validate_h5ad(_write(submitted, tmp_path / "bad.h5ad"))
+    missing = {f.column: f for f in report.failures if f.check == "column present"}
+    assert set(missing) == {"donor_id", "tissue_type"}
+    assert missing["donor_id"].reason == "the column is missing" and missing["donor_id"].n_rows == 184
+    assert "None" not in str(report.failures)
+
+
+def test_feature_ids_are_checked_against_gencode(glioma: ad.AnnData, tmp_path: Path) -> None:
+    names = glioma.var_names.to_numpy().copy()
+    names[0], names[1] = "ENSG99999999999", "ERCC-00002"
+    glioma.var_names = names
+    failures = validate_h5ad(_write(glioma, tmp_path / "bad.h5ad")).failures
+    assert {(f.failure_case, f.check) for f in failures} == {("ENSG99999999999", "gencode_feature"),
+                                                             ("ERCC-00002", "gencode_feature")}
 
 
 def test_negative_and_fractional_counts(glioma: ad.AnnData, tmp_path: Path) -> None:
@@ -51,8 +148,7 @@ def test_negative_and_fractional_counts(glioma: ad.AnnData, tmp_path: Path) -> N
     x.data[0] = -3.0
     x.data[x.indptr[5]] = 0.5
     glioma.X = x
-    glioma.write_h5ad(tmp_path / "bad.h5ad")
-    failures = validate_h5ad(tmp_path / "bad.h5ad").failures
+    failures = validate_h5ad(_write(glioma, tmp_path / "bad.h5ad")).failures
     by_column = {f.column: f for f in failures}
     assert set(by_column) == {"min_value", "n_non_integer"}
     assert by_column["min_value"].index == glioma.obs_names[0]
@@ -63,12 +159,11 @@ def test_duplicated_obs_index(glioma: ad.AnnData, tmp_path: Path) -> None:
     names = glioma.obs_names.to_numpy().copy()
     names[1] = names[0]
     glioma.obs_names = names
-    glioma.write_h5ad(tmp_path / "bad.h5ad")
-    failures = validate_h5ad(tmp_path / "bad.h5ad").failures
+    failures = validate_h5ad(_write(glioma, tmp_path / "bad.h5ad")).failures
     assert any(f.component == "obs" and "unique" in f.check and f.failure_case == names[0] for f in failures)
 
 
-def test_all_failures_reported_at_once_and_cli_exit_code(glioma: ad.AnnData, tmp_path: Path) -> None:
+def test_all_failures_reported_at_once_grouped_and_as_json(glioma: ad.AnnData, tmp_path: Path) -> None:
     obs = glioma.obs.copy()
     obs["assay_ontology_term_id"] = "EFO:bad"
     obs["sex_ontology_term_id"] = "male"
@@ -76,16 +171,20 @@ def test_all_failures_reported_at_once_and_cli_exit_code(glioma: ad.AnnData, tmp
     x = glioma.X.tocsr(copy=True)
     x.data[:] = np.abs(x.data) * -1
     glioma.X = x
-    glioma.write_h5ad(tmp_path / "bad.h5ad")
+    _write(glioma, tmp_path / "bad.h5ad")
     result = CliRunner().invoke(cli, ["validate", str(tmp_path / "bad.h5ad")])
     assert result.exit_code == 5
-    # one distinct bad value per obs column, one failure per cell for X: rows are counted, not lost
-    assert f"{2 + glioma.n_obs} distinct validation failure(s) affecting {3 * glioma.n_obs} row(s)" in result.output
+    # one distinct bad value per obs column, one per distinct minimum of X: rows are counted, not lost
+    minima = len(np.unique(validate_h5ad(tmp_path / "bad.h5ad").failures[-1:] and
+                           [f.failure_case for f in validate_h5ad(tmp_path / "bad.h5ad").failures if f.component == "X"]))
+    assert f"{2 + minima} distinct failing value(s) in 3 check(s), affecting {3 * glioma.n_obs} row(s)" in result.output
+    assert "[2] obs.sex_ontology_term_id: not an ontology term id" in result.output
     as_json = CliRunner().invoke(cli, ["validate", "--json", str(tmp_path / "bad.h5ad")])
     assert as_json.exit_code == 5
     report = json.loads(as_json.output[: as_json.output.rindex("}") + 1])
     assert {f["column"] for f in report["failures"]} == {"assay_ontology_term_id", "sex_ontology_term_id",
                                                           "min_value"}
+    assert all(f["fix"] for f in report["failures"]) and report["profile"] == "curated"
 
 
 def test_not_an_h5ad(tmp_path: Path) -> None:
@@ -93,3 +192,28 @@ def test_not_an_h5ad(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["validate", str(tmp_path / "junk.h5ad")])
     assert result.exit_code == 5
     assert "is not a readable h5ad" in result.output
+
+
+def test_the_two_profiles_share_their_ontology_rules() -> None:
+    curated = yaml.safe_load((REPO / "schemas" / "obs.yaml").read_text())
+    submitted = yaml.safe_load((REPO / "schemas" / "cellxgene_obs.yaml").read_text())
+    for column, spec in submitted["columns"].items():
+        assert spec.get("checks") == curated["columns"][column].get("checks"), column
+    assert submitted["checks"] == curated["checks"]
+
+
+def test_each_distinct_value_is_checked_once(glioma: ad.AnnData) -> None:
+    """A 1,000x taller obs costs no more ontology lookups: checks run on distinct values."""
+    from heldout import ontologies
+    from heldout.validation import validate_tables, x_cell_summary
+
+    tall = pd.concat([glioma.obs] * 1000, ignore_index=True)
+    tall.index = tall.index.astype(str)
+    tall["soma_joinid"] = np.arange(len(tall))
+    tall["observation_joinid"] = tall.index
+    ontologies.check_term.cache_clear()
+    summary = x_cell_summary(glioma.X[:0])
+    validate_tables("tall", tall, glioma.var, summary.reindex(range(len(tall)), fill_value=0),
+                    (len(tall), glioma.n_vars))
+    distinct = sum(tall[c].nunique() for c in tall.columns if c.endswith("_ontology_term_id"))
+    assert ontologies.check_term.cache_info().misses <= distinct + 10

@@ -28,7 +28,7 @@ from heldout.errors import SourceError, unknown_choice
 
 log = logging.getLogger(__name__)
 
-SourceKind = Literal["mirror", "census"]
+SourceKind = Literal["mirror", "census", "h5ad", "soma"]  # h5ad/soma: staged by heldout.sources.stage
 ALIASES = ("stable", "latest")
 
 # Streaming: small read buffers and a memory budget bound the peak RSS of

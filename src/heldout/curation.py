@@ -37,7 +37,8 @@ from heldout.leakage.universe import GeneUniverse
 from heldout.mirror.assemble import OBS_COLUMNS
 from heldout.project import Project, find_project
 from heldout.sources.soma import census_measured_genes
-from heldout.validation import ValidationReport, validate_tables, x_cell_summary
+from heldout.sources.stage import stage_source, unmapped_genes
+from heldout.validation import HARMONISED_KEY, ValidationReport, validate_tables, x_cell_summary
 
 BLOCK_CELLS = 25_000
 OBS_CATEGORICAL = [c for c in OBS_COLUMNS if c not in {
@@ -74,26 +75,28 @@ def curate(name: str, *, project: Project | None = None, mirror_root: str | Path
     """Curate the registered card ``name``: query, stream, validate, write h5ad + lock + fingerprints."""
     project = project or find_project()
     card = load_dataset_card(name, project.registry)
-    resolved = resolve_census(card.census.version, source=card.census.source, mirror_root=mirror_root)
+    resolved = stage_source(card, project) if card.source else \
+        resolve_census(card.census.version, source=card.census.source, mirror_root=mirror_root)  # type: ignore[union-attr]
     paths = artifact_paths(project, card.name)
     h5ad_path, lock_path = paths.h5ad, paths.lock
     label_maps = _label_maps(project, card)
 
     census = open_resolved(resolved)
     try:
-        exp = experiment(census, card.census.organism.value)
+        exp = experiment(census, card.organism.value)
         with _query(exp, card) as query, atomic_path(h5ad_path) as tmp_h5ad, \
                 atomic_path(paths.fingerprints) as tmp_fp, atomic_path(paths.genes) as tmp_genes:
             obs, var = _obs_var(query, card, label_maps)
-            summary, sig = _stream_x(query, obs, var, tmp_h5ad, block_cells, progress)
+            summary, sig = _stream_x(query, obs, var, tmp_h5ad, block_cells, progress, label_maps)
             report = validate_tables(str(h5ad_path), obs, var, summary, (len(obs), len(var)),
-                                     schemas_dir=str(project.schemas))
+                                     schemas_dir=str(project.schemas), organism=card.organism.value,
+                                     harmonised_labels=label_maps)
             report.raise_for_failures()  # aborts every atomic write: nothing lands
-            if card.census.var_value_filter:  # content evidence covers the cells' whole source profile
+            if card.var_value_filter:  # content evidence covers the cells' whole source profile
                 sig = _full_profile_signatures(exp, obs, block_cells)
             write_signature_table(tmp_fp, obs.index.to_numpy(dtype=str), obs["dataset_id"].astype(str).to_numpy(),
                                   obs["donor_id"].astype(str).to_numpy(), sig)
-            measured = census_measured_genes(census, card.census.organism.value, set(obs["dataset_id"].astype(str)))
+            measured = census_measured_genes(census, card.organism.value, set(obs["dataset_id"].astype(str)))
             GeneUniverse.from_feature_ids(measured).write(tmp_genes)
         sources = _source_datasets(census, obs)
     finally:
@@ -107,7 +110,7 @@ def curate(name: str, *, project: Project | None = None, mirror_root: str | Path
 
 @contextlib.contextmanager
 def _query(exp: soma.Experiment, card: DatasetCard) -> Iterator[soma.ExperimentAxisQuery]:
-    var_query = soma.AxisQuery(value_filter=card.census.var_value_filter) if card.census.var_value_filter else None
+    var_query = soma.AxisQuery(value_filter=card.var_value_filter) if card.var_value_filter else None
     try:
         query = exp.axis_query("RNA", obs_query=soma.AxisQuery(value_filter=card.obs_filter),
                                var_query=var_query or soma.AxisQuery())
@@ -170,7 +173,8 @@ def write_signature_table(path: Path, cell_ids: np.ndarray, dataset_ids: np.ndar
 
 
 def _stream_x(query: soma.ExperimentAxisQuery, obs: pd.DataFrame, var: pd.DataFrame, out: Path,
-              block_cells: int, progress: bool | None) -> tuple[pd.DataFrame, Signatures]:
+              block_cells: int, progress: bool | None,
+              label_maps: dict[str, dict[str, str]]) -> tuple[pd.DataFrame, Signatures]:
     """Write obs/var/X to ``out`` block by block; return the X summary and fingerprints.
 
     Three things overlap: tiledbsoma prefetches block i+1 (``eager``), a worker
@@ -184,8 +188,9 @@ def _stream_x(query: soma.ExperimentAxisQuery, obs: pd.DataFrame, var: pd.DataFr
     with h5py.File(out, "w") as f, ThreadPoolExecutor(max_workers=1) as worker:
         ad.io.write_elem(f, "obs", obs)
         ad.io.write_elem(f, "var", var)
-        for elem in ("obsm", "varm", "obsp", "varp", "layers", "uns"):
+        for elem in ("obsm", "varm", "obsp", "varp", "layers"):
             ad.io.write_elem(f, elem, {})
+        ad.io.write_elem(f, "uns", {HARMONISED_KEY: label_maps} if label_maps else {})
         expected = obs["soma_joinid"].to_numpy()
         done, x, pending = 0, None, None
         for csr, (obs_joinids, _var_joinids) in tqdm(blocks, total=n_blocks, unit="block", desc="curating X",
@@ -242,8 +247,10 @@ def _lock(card: DatasetCard, resolved: ResolvedCensus, obs: pd.DataFrame, var: p
     card_file = project.registry / "datasets" / f"{card.name}.yaml"
     return DatasetLock(
         name=card.name, card_sha256=sha256_file(card_file), census_source=resolved.source,
-        census_version=resolved.version, organism=card.census.organism.value, obs_value_filter=card.obs_filter,
+        census_version=resolved.version, organism=card.organism.value, obs_value_filter=card.obs_filter,
         dataset_ids=sorted(obs["dataset_id"].astype(str).unique().tolist()), sources=sources, n_cells=len(obs),
         n_donors=int(obs.groupby(["dataset_id", "donor_id"], observed=True).ngroups), n_genes=len(var),
         h5ad=h5ad.name, h5ad_sha256=sha256_file(h5ad), heldout_version=heldout.__version__,
+        source_uri=card.source.uri if card.source else None, source_sha256=card.source.sha256 if card.source else None,
+        unmapped_genes=len(unmapped_genes(card, project)) if card.source else None,
     )

@@ -197,7 +197,7 @@ def apply_to_curated(name: str, *, project: Project | None = None) -> tuple[Path
     if not h5ad.exists():
         msg = f"Dataset {name!r} is not curated yet ({h5ad} is missing)."
         raise HeldoutError(msg, hint=f"Run `heldout curate {name}` first.")
-    omap = load_map(card.census.organism.value, card.orthologs.target_organism.value, card.orthologs.policy,
+    omap = load_map(card.organism.value, card.orthologs.target_organism.value, card.orthologs.policy,
                     project=project)
     mapped, report = apply_map(ad.read_h5ad(h5ad), omap)
     out = h5ad.with_name(f"{name}.{omap.target}.h5ad")

@@ -52,13 +52,55 @@ class CensusSpec(FrozenRecord):
     @pydantic.field_validator("obs_value_filter", "var_value_filter")
     @classmethod
     def _parses(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                ast.parse(value, mode="eval")
-            except SyntaxError as exc:
-                msg = f"value filter does not parse: {exc.msg} at column {exc.offset}"
-                raise ValueError(msg) from None
-        return value
+        return filter_parses(value)
+
+
+def filter_parses(value: str | None) -> str | None:
+    """A SOMA value filter must at least be a Python expression."""
+    if value is not None:
+        try:
+            ast.parse(value, mode="eval")
+        except SyntaxError as exc:
+            msg = f"value filter does not parse: {exc.msg} at column {exc.offset}"
+            raise ValueError(msg) from None
+    return value
+
+
+class ObsMapping(FrozenRecord):
+    """How a file outside the Census fills the Census obs columns curation needs."""
+
+    columns: dict[str, str] = pydantic.Field(default_factory=dict)  # Census column: column of the file's obs
+    values: dict[str, str] = pydantic.Field(default_factory=dict)  # Census column: one value for every cell
+
+
+class ExternalSource(FrozenRecord):
+    """Cells from outside the Census: an h5ad file (path or URL, pinned by sha256) or any SOMA experiment."""
+
+    kind: Literal["h5ad", "soma"]
+    uri: str  # h5ad: a path (relative to the project) or an http(s)/s3 URL; soma: an experiment URI
+    sha256: Annotated[str, pydantic.Field(pattern=r"^[0-9a-f]{64}$")] | None = None  # required for h5ad
+    organism: Organism
+    obs_value_filter: str = "soma_joinid >= 0"  # every cell of the source
+    obs: ObsMapping = pydantic.Field(default_factory=ObsMapping)
+    genes: Literal["auto", "id", "symbol"] = "auto"  # how var names identify genes
+    gene_column: str | None = None  # var column holding the gene ids/symbols (default: the var index)
+    measurement: str = "RNA"  # soma: the measurement and X layer holding raw counts
+    layer: str = "raw"
+    max_lost_count_fraction: Annotated[float, pydantic.Field(ge=0, le=1)] = 0.10
+    dataset_title: str = ""
+    collection_doi: str = ""
+
+    @pydantic.field_validator("obs_value_filter")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        return filter_parses(value)  # type: ignore[return-value]
+
+    @pydantic.model_validator(mode="after")
+    def _pinned(self) -> ExternalSource:
+        if self.kind == "h5ad" and not self.sha256:
+            msg = "an h5ad source must pin its sha256 (run `sha256sum FILE` and add `sha256: <hex>`)"
+            raise ValueError(msg)
+        return self
 
 
 class SplitPolicy(FrozenRecord):
@@ -88,13 +130,29 @@ class DatasetCard(FrozenRecord):
     schema_version: Literal[1]
     name: Annotated[str, pydantic.Field(pattern=NAME_PATTERN)]
     description: str
-    census: CensusSpec
+    census: CensusSpec | None = None
+    source: ExternalSource | None = None  # instead of census: a file or SOMA experiment outside the Census
     labels: list[str] = pydantic.Field(min_length=1)
     primary_data: PrimaryDataPolicy = PrimaryDataPolicy.primary_only
     license: str
     citation: str
     split: SplitPolicy = pydantic.Field(default_factory=SplitPolicy)
     orthologs: OrthologSpec | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _one_source(self) -> DatasetCard:
+        if (self.census is None) == (self.source is None):
+            msg = "name exactly one of `census:` (a Census or mini-Census query) or `source:` (an h5ad or SOMA)"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def organism(self) -> Organism:
+        return self.census.organism if self.census else self.source.organism  # type: ignore[union-attr]
+
+    @property
+    def var_value_filter(self) -> str | None:
+        return self.census.var_value_filter if self.census else None
 
     @pydantic.model_validator(mode="after")
     def _stratify_is_a_label(self) -> DatasetCard:
@@ -106,7 +164,7 @@ class DatasetCard(FrozenRecord):
     @property
     def obs_filter(self) -> str:
         """The filter curation sends to the Census (primary policy included)."""
-        base = f"({self.census.obs_value_filter})"
+        base = f"({self.census.obs_value_filter if self.census else self.source.obs_value_filter})"  # type: ignore[union-attr]
         return f"{base} and is_primary_data == True" if self.primary_data is PrimaryDataPolicy.primary_only else base
 
 
@@ -126,7 +184,7 @@ class DatasetLock(FrozenRecord):
     schema_version: Literal[1] = 1
     name: str
     card_sha256: str
-    census_source: str
+    census_source: str  # mirror | census | h5ad | soma
     census_version: str
     organism: str
     obs_value_filter: str
@@ -138,6 +196,9 @@ class DatasetLock(FrozenRecord):
     h5ad: str
     h5ad_sha256: str
     heldout_version: str
+    source_uri: str | None = None  # h5ad/soma sources: where the cells came from ...
+    source_sha256: str | None = None  # ... and the h5ad's pinned checksum
+    unmapped_genes: int | None = None  # source genes that did not map to GENCODE (listed beside the staged copy)
 
 
 def registry_root(root: str | Path | None = None) -> Path:

@@ -29,17 +29,27 @@ def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) 
 
 
 def validation_report(report: ValidationReport) -> None:
+    where = f"{report.profile} profile" + (f", {report.organism}" if report.organism else "") + \
+        (f", CELLxGENE schema {report.schema_version}" if report.schema_version else "") + \
+        (", counts from raw.X" if report.counts_from == "raw.X" else "")
     if report.ok:
-        console.print(f"[green]valid[/]: {report.target} ({report.n_cells} cells x {report.n_genes} genes)")
+        console.print(f"[green]valid[/]: {report.target} ({report.n_cells} cells x {report.n_genes} genes; {where})")
         return
-    groups: dict[tuple[str, str, str], list] = {}
-    for f in report.failures:
-        groups.setdefault((f.component, f.column, f.check), []).append(f)
-    table(f"{report.summary} in {report.target}",
-          ["component", "column", "check", "rows", "examples (value @ first row, rows)"],
-          ((*key, sum(f.n_rows for f in items),
-            "; ".join(f"{f.failure_case!s:.40} @ {f.index} ({f.n_rows})" for f in items[:3]))
-           for key, items in groups.items()))
+    groups = report.groups()
+    table(f"{report.summary} in {report.target} ({where})", ["#", "where", "check", "rows", "values (rows)"],
+          ((i, f"{component}.{column}", check, sum(f.n_rows for f in items),
+            "; ".join(f"{f.failure_case!s:.30} ({f.n_rows})" for f in items[:3]) + (" ..." if len(items) > 3 else ""))
+           for i, ((component, column, check), items) in enumerate(groups.items(), 1)))
+    for i, ((component, column, _check), items) in enumerate(groups.items(), 1):
+        first = items[0]
+        lines = [f"[{i}] {component}.{column}: {first.reason or first.check}"]
+        if first.index:
+            lines.append(f"    e.g. {first.failure_case!r} at row {first.index}")
+        if first.fix:
+            lines.append(f"    fix: {first.fix}")
+        if first.suggestions:
+            lines.append(f"    did you mean: {', '.join(first.suggestions)}?")
+        console.print("\n".join(lines), markup=False)
 
 
 def key_values(title: str, pairs: Iterable[tuple[str, object]]) -> None:

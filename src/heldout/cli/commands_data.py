@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -75,24 +74,28 @@ def curate(name: str, mirror_root: Path | None, block_cells: int) -> None:
 
 @click.command()
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--profile", type=click.Choice(["auto", "curated", "cellxgene"]), default="auto", show_default=True,
+              help="curated: heldout's outputs; cellxgene: an h5ad as submitted to CELLxGENE (schema 5-7). "
+                   "auto picks curated when obs has heldout's columns.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the report (with the file's sha256) as JSON here; releases require it.")
-def validate(path: Path, as_json: bool, report_path: Path | None) -> None:
-    """Validate an h5ad against the pandera schemas (obs, var, X counts).
+def validate(path: Path, profile: str, as_json: bool, report_path: Path | None) -> None:
+    """Validate an h5ad against the pandera schemas in schemas/: obs, var and X counts.
 
-    Every failure is reported (lazy validation); the exit code is non-zero if any.
+    Ontology terms are checked with cellxgene-ontology-guide (existence, obsolete
+    terms, allowed roots, forbidden terms, organism, sorted " || " lists, labels),
+    feature ids against GENCODE. Every failure is reported at once, grouped by
+    check, column and value, with the fix; the exit code is non-zero if any.
     """
     from heldout.errors import ValidationFailed
-    from heldout.validation import validate_h5ad
+    from heldout.validation import validate_h5ad, write_report
 
-    from heldout.validation import write_report
-
-    report = validate_h5ad(path)
+    report = validate_h5ad(path, profile=profile)  # type: ignore[arg-type]
     if report_path:
         write_report(report, path, report_path)
     if as_json:
-        console.print_json(json.dumps(dataclasses.asdict(report)))
+        console.print_json(json.dumps(report.to_dict()))
     else:
         _render.validation_report(report)
     if not report.ok:

@@ -52,7 +52,7 @@ class SourceDataset:
 
 
 def _dataset(counts: sp.spmatrix, names: pd.Index | pd.Series | np.ndarray, organism: str, *, key: str,
-             by: str = "auto", max_lost: float = MAX_LOST_COUNT_FRACTION,
+             by: str = "auto", max_lost: float = MAX_LOST_COUNT_FRACTION, what: str = "mirror source",
              ) -> tuple[sp.csr_matrix, pd.DataFrame, dict[str, str]]:
     """Counts restricted to the genes GENCODE knows, their var rows, and every unmapped name with why.
 
@@ -61,7 +61,7 @@ def _dataset(counts: sp.spmatrix, names: pd.Index | pd.Series | np.ndarray, orga
     x = sp.csr_matrix(counts, dtype=np.float32)
     per_gene = np.asarray(x.sum(axis=0)).ravel()
     mapping = map_genes(list(names), organism, by=by, counts_per_gene=per_gene,  # type: ignore[arg-type]
-                        what=f"mirror source {key!r}", max_lost_count_fraction=max_lost)
+                        what=f"{what} {key!r}", max_lost_count_fraction=max_lost)
     x = x[:, mapping.genes["column"].to_numpy()]
     x.sort_indices()
     x.eliminate_zeros()

@@ -1,0 +1,187 @@
+"""Validate a dataset (obs, var, X) with the pandera schemas in ``schemas/``, at CELLxGENE-schema depth.
+
+Two profiles, each a set of pandera schemas:
+
+- ``curated``  (``obs.yaml``, ``var.yaml``, ``x_cells.yaml``): heldout's own outputs,
+  with Census columns (soma_joinid, dataset_id, labels, ...) and raw counts in X;
+- ``cellxgene`` (``cellxgene_obs.yaml``, ``cellxgene_var.yaml``, ``x_cells.yaml``): an h5ad
+  as submitted to CELLxGENE (schema 5 to 7): curator-annotated columns only, labels
+  optional, counts in X or, when X is normalised, in raw.X.
+
+Both check ontology terms with cellxgene-ontology-guide (existence, obsolescence,
+allowed roots, forbidden terms, organism-specific ontologies, sorted " || " lists,
+labels equal to their term's label), tissue terms against tissue_type, the cell
+line "na" rules, and feature ids against the organism's GENCODE table. Every
+distinct value is checked once, and every failure is reported at once. X is never
+loaded whole: it is summarised per cell in row blocks (``x_cells.yaml`` checks that).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+import scipy.sparse as sp
+
+from heldout import ontologies
+from heldout.errors import UsageError, ValidationFailed
+from heldout.project import find_project
+from heldout.validation import rules  # noqa: F401 - registers the custom checks the schemas name
+from heldout.validation.frames import Context, validate_frame
+from heldout.validation.report import Failure, ValidationReport
+
+__all__ = ["Failure", "ValidationReport", "load_schema", "validate_h5ad", "validate_tables", "write_report",
+           "x_cell_summary"]
+
+ROW_BLOCK = 50_000
+Profile = Literal["curated", "cellxgene"]
+PROFILES: dict[str, tuple[str, str, str]] = {"curated": ("obs", "var", "x_cells"),
+                                             "cellxgene": ("cellxgene_obs", "cellxgene_var", "x_cells")}
+TAXA = {"NCBITaxon:9606": "homo_sapiens", "NCBITaxon:10090": "mus_musculus"}
+CURATED_MARKERS = ("soma_joinid", "observation_joinid", "dataset_id")
+HARMONISED_KEY = "heldout_label_maps"  # uns key where curation records the label maps it applied
+
+
+@lru_cache(maxsize=16)
+def load_schema(name: str, schemas_dir: str | None = None) -> pa.DataFrameSchema:
+    folder = Path(schemas_dir) if schemas_dir else find_project().schemas
+    return pa.DataFrameSchema.from_yaml(folder / f"{name}.yaml")
+
+
+def x_cell_summary(block: sp.csr_matrix, first_row: int = 0) -> pd.DataFrame:
+    """Per-cell min, non-integer count and non-finite count of one CSR row block (no per-row loop).
+
+    Indexed by row position (``first_row`` onwards); failures are named by cell when reported.
+    """
+    block = sp.csr_matrix(block)
+    indptr, data = block.indptr, block.data
+    finite = np.isfinite(data)
+    non_integer = finite & (data != np.rint(data))
+    n_stored = np.diff(indptr)
+    stored_min = np.full(block.shape[0], np.inf)
+    rows = np.flatnonzero(n_stored)
+    if len(rows):
+        stored_min[rows] = np.minimum.reduceat(np.where(finite, data, np.inf), indptr[rows]).astype(np.float64)
+    min_value = np.where(n_stored == block.shape[1], stored_min, np.minimum(stored_min, 0.0))
+
+    def per_row(mask: np.ndarray) -> np.ndarray:
+        prefix = np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])
+        return prefix[indptr[1:]] - prefix[indptr[:-1]]
+
+    return pd.DataFrame({
+        "min_value": np.where(np.isinf(min_value), 0.0, min_value),
+        "n_non_integer": per_row(non_integer),
+        "n_non_finite": per_row(~finite),
+    }, index=pd.RangeIndex(first_row, first_row + block.shape[0]))
+
+
+def validate_tables(target: str, obs: pd.DataFrame, var: pd.DataFrame, x_summary: pd.DataFrame,
+                    x_shape: tuple[int, int], *, schemas_dir: str | None = None, profile: Profile = "curated",
+                    organism: str | None = None, schema_version: str | None = None,
+                    counts_from: str = "X", harmonised_labels: Iterable[str] = ()) -> ValidationReport:
+    """Validate in-memory obs, var and the X summary; return every failure found.
+
+    ``harmonised_labels``: label columns a curation map (``curation/<name>.yaml``) rewrote on
+    purpose; they are not compared with their terms' labels.
+    """
+    obs_name, var_name, x_name = PROFILES[profile]
+    ontology_version = ontologies.guide_version_for(schema_version) if profile == "cellxgene" else ontologies.LATEST
+    ctx = Context(organism=organism, schema_version=ontology_version, harmonised=frozenset(harmonised_labels))
+    failures = validate_frame("obs", load_schema(obs_name, schemas_dir), obs, ctx)
+    failures += validate_frame("var", load_schema(var_name, schemas_dir), var, ctx)
+    x_failures = validate_frame("X", load_schema(x_name, schemas_dir), x_summary, ctx)
+    failures += [_name_cell(f, obs) for f in x_failures]
+    if x_shape != (len(obs), len(var)):
+        failures.append(Failure("shape", "X", "X.shape == (n_obs, n_var)",
+                                f"X is {x_shape}, obs x var is {(len(obs), len(var))}", "",
+                                reason="X does not match obs and var", fix="write X with one row per cell"))
+    return ValidationReport(target=target, n_cells=len(obs), n_genes=len(var), failures=tuple(failures),
+                            profile=profile, organism=organism, schema_version=schema_version,
+                            ontology_version=ontology_version, counts_from=counts_from)
+
+
+def _name_cell(f: Failure, obs: pd.DataFrame) -> Failure:
+    import dataclasses
+
+    index = str(obs.index[int(f.index)]) if f.index.isdigit() and int(f.index) < len(obs) else f.index
+    return dataclasses.replace(f, index=index, fix=f.fix or "X (or raw.X) must hold raw integer counts")
+
+
+def write_report(report: ValidationReport, validated: Path, out: Path) -> None:
+    """Write ``report`` as JSON with the validated file's sha256 (a release checks both)."""
+    from heldout._files import sha256_file, write_json_atomic
+
+    write_json_atomic(out, {**report.to_dict(), "sha256": sha256_file(validated)})
+
+
+def detect_profile(adata: ad.AnnData) -> Profile:
+    """``curated`` for heldout's outputs (Census columns in obs), else ``cellxgene``."""
+    return "curated" if all(c in adata.obs.columns for c in CURATED_MARKERS) else "cellxgene"
+
+
+def file_organism(adata: ad.AnnData) -> str | None:
+    """The Census organism key of a file: uns (schema 6+), obs (schema 5) or, for curated files, var ids."""
+    term = adata.uns.get("organism_ontology_term_id")
+    if term is None and "organism_ontology_term_id" in adata.obs:
+        values = pd.unique(adata.obs["organism_ontology_term_id"].astype(str))
+        term = values[0] if len(values) == 1 else None
+    if term is not None:
+        return TAXA.get(str(term))
+    ids = pd.Series(adata.var_names[:1000].astype(str))
+    mouse, human = ids.str.startswith("ENSMUSG").mean(), ids.str.startswith("ENSG").mean()
+    if max(mouse, human) > 0.5:  # most features: a stray or spike-in id does not hide the organism
+        return "mus_musculus" if mouse > human else "homo_sapiens"
+    return None
+
+
+def _counts(adata: ad.AnnData, profile: Profile) -> tuple[object, str]:
+    """X, or raw.X when X is normalised (CELLxGENE keeps counts in raw.X then)."""
+    from heldout.sources.h5ad import SAMPLE_ROWS, holds_counts
+
+    if profile == "cellxgene" and adata.raw is not None and adata.X is not None:
+        if not holds_counts(adata.X[: min(SAMPLE_ROWS, adata.n_obs)]):
+            return adata.raw.X, "raw.X"
+    return adata.X, "X"
+
+
+def validate_h5ad(path: str | Path, *, schemas_dir: str | None = None,
+                  profile: Profile | Literal["auto"] = "auto") -> ValidationReport:
+    """Validate an h5ad file, streaming X (or raw.X) in row blocks (file opened backed)."""
+    path = Path(path)
+    if not path.exists():
+        msg = f"No such file: {path}."
+        raise ValidationFailed(msg)
+    if profile not in ("auto", *PROFILES):
+        msg = f"Unknown validation profile {profile!r}."
+        raise UsageError(msg, hint=f"Choose one of: auto, {', '.join(PROFILES)}.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            adata = ad.read_h5ad(path, backed="r")
+    except Exception as exc:  # h5py/anndata raise many types for a damaged file
+        msg = f"{path} is not a readable h5ad: {type(exc).__name__}: {exc}"
+        raise ValidationFailed(msg) from None
+    try:
+        chosen: Profile = detect_profile(adata) if profile == "auto" else profile  # type: ignore[assignment]
+        matrix, counts_from = _counts(adata, chosen)
+        parts = []
+        for start in range(0, adata.n_obs, ROW_BLOCK):
+            block = matrix[start:min(start + ROW_BLOCK, adata.n_obs)]
+            parts.append(x_cell_summary(block if sp.issparse(block) else sp.csr_matrix(block), start))
+        summary = pd.concat(parts) if parts else x_cell_summary(sp.csr_matrix((0, adata.n_vars)))
+        var = adata.raw.var if counts_from == "raw.X" else adata.var
+        version = adata.uns.get("schema_version")
+        harmonised = list(adata.uns.get(HARMONISED_KEY, {}).keys()) if chosen == "curated" else []
+        return validate_tables(str(path), adata.obs, var, summary, (adata.n_obs, matrix.shape[1]),
+                               schemas_dir=schemas_dir, profile=chosen, organism=file_organism(adata),
+                               schema_version=str(version) if version is not None else None,
+                               counts_from=counts_from, harmonised_labels=harmonised)
+    finally:
+        adata.file.close()

@@ -1,0 +1,158 @@
+"""Run a pandera schema on obs or var: every failure at once, each distinct value checked once.
+
+Categorical columns repeat a few values millions of times, so each value check
+runs on the column's distinct values (with their row counts), and each
+dataframe check on the distinct combinations of the columns it reads. Checks
+that depend on the organism or the ontology version (``ontology_term``,
+``gencode_feature``) get both before they run. Failures come back as
+:class:`heldout.validation.Failure` records with the reason and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pandera.errors
+import pandera.pandas as pa
+
+from heldout import ontologies
+from heldout.validation import rules
+from heldout.validation.report import Failure
+
+CONTEXT_CHECKS = {"ontology_term", "gencode_feature"}
+BUILTIN_FIXES = {"str_matches": "match the pattern", "isin": "use one of the allowed values",
+                 "greater_than_or_equal_to": "use a non-negative value", "dtype": "store the column with this dtype",
+                 "field_uniqueness": "make the values unique", "not_nullable": "fill the missing values"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    organism: str | None = None  # Census key: homo_sapiens, mus_musculus (None: unknown organism)
+    schema_version: str = ontologies.LATEST  # the guide's ontology set
+    harmonised: frozenset[str] = frozenset()  # label columns a curation map rewrote on purpose (not term labels)
+
+
+def with_context(schema: pa.DataFrameSchema, ctx: Context) -> pa.DataFrameSchema:
+    """The schema with the organism and ontology version given to the checks that need them."""
+    columns = {}
+    for name, column in schema.columns.items():
+        checks = [_contextual(c, ctx) if c.name in CONTEXT_CHECKS else c for c in column.checks]
+        columns[name] = column.set_checks(checks)
+    index = schema.index
+    if index is not None and any(c.name in CONTEXT_CHECKS for c in index.checks):
+        index = index.set_checks([_contextual(c, ctx) if c.name in CONTEXT_CHECKS else c for c in index.checks])
+    return pa.DataFrameSchema(columns, checks=schema.checks, index=index, strict=schema.strict, coerce=schema.coerce,
+                              name=schema.name)
+
+
+def _contextual(check: pa.Check, ctx: Context) -> pa.Check:
+    stats = dict(check.statistics)
+    stats["organism"] = ctx.organism
+    if check.name == "ontology_term":
+        stats["schema_version"] = ctx.schema_version
+    return getattr(pa.Check, check.name)(**stats)
+
+
+def validate_frame(component: str, schema: pa.DataFrameSchema, frame: pd.DataFrame, ctx: Context) -> list[Failure]:
+    """Every failure of ``frame`` against ``schema``: missing columns, values, cross-column rules."""
+    schema = with_context(schema, ctx)
+    failures = [Failure(component, c, "column present", "<missing>", "", len(frame),
+                        reason="the column is missing", fix=f"add {component}[{c!r}]")
+                for c, col in schema.columns.items() if c not in frame.columns and col.required]
+    present = {c: col for c, col in schema.columns.items() if c in frame.columns}
+    per_row = [c for c, col in present.items() if col.unique]
+    if per_row or schema.index is not None:
+        full = pa.DataFrameSchema({c: present[c] for c in per_row}, index=schema.index, strict=False)
+        failures += _failures(component, full, _plain_strings(frame[per_row]), frame, ctx)
+    for column in (c for c in present if c not in per_row):
+        distinct, n_rows = _distinct_values(frame[column])
+        checks = pa.DataFrameSchema({column: present[column]}, strict=False)
+        failures += _failures(component, checks, distinct, frame, ctx, n_rows)
+    for check in schema.checks:
+        failures += _cross(component, check, frame, ctx)
+    return failures
+
+
+def _failures(component: str, schema: pa.DataFrameSchema, values: pd.DataFrame, frame: pd.DataFrame, ctx: Context,
+              counts: pd.Series | None = None) -> list[Failure]:
+    try:
+        schema.validate(values, lazy=True)
+    except pandera.errors.SchemaErrors as exc:
+        out = []
+        for r in exc.failure_cases.itertuples(index=False):
+            position = r.index
+            n = int(counts.get(position, 1)) if counts is not None and position in counts.index else 1
+            row = str(frame.index[int(position)]) if isinstance(position, int | float) and position == position \
+                and counts is not None else str(position)
+            column = str(r.column) if r.column is not None else ""
+            out.append(_explained(component, column, str(r.check), str(r.failure_case), row, n, schema, ctx))
+        return out
+    return []
+
+
+def _explained(component: str, column: str, check: str, value: str, row: str, n: int,
+               schema: pa.DataFrameSchema, ctx: Context) -> Failure:
+    failure = Failure(component, column, check, value, row, n)
+    name = check.split("(")[0]
+    if name == "ontology_term" and column in schema.columns:
+        stats = next(c.statistics for c in schema.columns[column].checks if c.name == "ontology_term")
+        verdict = ontologies.check_term(value, rules.term_rule(stats))
+        return dataclasses.replace(failure, check="ontology_term", reason=verdict.reason, fix=verdict.fix,
+                                   suggestions=verdict.suggestions)
+    if name == "gencode_feature":
+        problem = rules.feature_problem(value, ctx.organism, allow_ercc="allow_ercc=True" in check)
+        return dataclasses.replace(failure, check="gencode_feature", reason=problem or "",
+                                   fix="use unversioned Ensembl gene ids of the pinned GENCODE release")
+    fix = next((v for k, v in BUILTIN_FIXES.items() if name.startswith(k)), "")
+    return dataclasses.replace(failure, reason=check, fix=fix)
+
+
+def _cross(component: str, check: pa.Check, frame: pd.DataFrame, ctx: Context) -> list[Failure]:
+    stats = dict(check.statistics)
+    if check.name == "labels_match":
+        stats["pairs"] = {k: v for k, v in stats["pairs"].items() if k not in ctx.harmonised}
+    columns = [c for c in dict.fromkeys(rules.cross_columns(check.name, stats)) if c in frame.columns]
+    if not columns:
+        return []
+    codes = pd.DataFrame({c: pd.factorize(frame[c], use_na_sentinel=False)[0] for c in columns})
+    combo = codes.groupby(columns, sort=False).ngroup().to_numpy()
+    first = pd.Series(combo).drop_duplicates()  # index: the first row of each combination
+    n_rows = np.bincount(combo)
+    rows = _plain_strings(frame[columns].iloc[first.index.to_numpy()])
+    merged: dict[tuple[str, str, str], Failure] = {}  # one failure per (column, value, reason), rows summed
+    for column, i, value, reason, fix in rules.cross_problems(check.name, stats, rows,
+                                                              organism=ctx.organism,
+                                                              schema_version=ctx.schema_version):
+        n, key = int(n_rows[first.iloc[i]]), (column, value, reason)
+        if key in merged:
+            merged[key] = dataclasses.replace(merged[key], n_rows=merged[key].n_rows + n)
+        else:
+            merged[key] = Failure(component, column, check.name, value, str(frame.index[first.index[i]]), n,
+                                  reason=reason, fix=fix)
+    return list(merged.values())
+
+
+def _distinct_values(column: pd.Series) -> tuple[pd.DataFrame, pd.Series]:
+    """One row per distinct value (indexed by the position of its first row) and its row count."""
+    if isinstance(column.dtype, pd.CategoricalDtype):  # codes: no string comparisons at all
+        codes = pd.Series(column.cat.codes.to_numpy())
+    else:
+        codes = pd.Series(pd.factorize(column, use_na_sentinel=False)[0])
+    first = codes.drop_duplicates()
+    n_rows = codes.value_counts().reindex(first.to_numpy()).set_axis(first.index)
+    values = column.iloc[first.index.to_numpy()]
+    distinct = _plain_strings(values.to_frame(column.name).set_axis(first.index))
+    return distinct, n_rows
+
+
+def _plain_strings(frame: pd.DataFrame) -> pd.DataFrame:
+    """Categoricals of strings validate as str: pandera checks values, not storage."""
+    out = frame.copy()
+    for col in out.columns:
+        if isinstance(out[col].dtype, pd.CategoricalDtype):
+            out[col] = out[col].astype(object).where(out[col].notna(), None)
+    if not pd.api.types.is_numeric_dtype(out.index.dtype):
+        out.index = out.index.astype(object)
+    return out
