@@ -99,7 +99,10 @@ def test_unknown_filter_column_is_a_card_error(project: Project, mirror_root: Pa
 def test_invalid_data_is_refused_before_writing(project: Project, mirror_root: Path) -> None:
     # A schema that forbids the data the card selects: curation must refuse and leave nothing.
     schema = project.root / "schemas" / "obs.yaml"
-    schema.write_text(schema.read_text().replace("^(CL:\\d{7}|unknown)$", "^CL:9\\d{6}$"))
+    text = schema.read_text()
+    forbid = '        exclude: ["CL:0000255", "CL:0000257", "CL:0000548"]'
+    assert forbid in text
+    schema.write_text(text.replace(forbid, '        roots: ["CL:0000236"]  # B cells only', 1))
     from heldout.errors import ValidationFailed
     from heldout.validation import load_schema
 

@@ -107,7 +107,7 @@ def test_release_refusals(registry: Project) -> None:
         run_ok(registry.root, "git", "commit", "-qam", "revert unbuilt change")
 
 
-@pytest.mark.parametrize("point", ["after-push", "after-manifest", "after-index"])
+@pytest.mark.parametrize("point", ["after-push", "after-manifest", "after-index", "after-commit"])
 def test_crash_mid_release_leaves_previous_release_intact(registry: Project, point: str) -> None:
     index_before = (registry.releases / "index.yaml").read_bytes()
     manifests_before = {p.name: p.read_bytes() for p in registry.releases.glob("v*.yaml")}
@@ -115,16 +115,33 @@ def test_crash_mid_release_leaves_previous_release_intact(registry: Project, poi
     assert proc.returncode == -9, proc.stderr  # killed by SIGKILL at the crash point
     try:
         assert (registry.releases / "index.yaml").read_bytes() == (
-            index_before if point != "after-index" else (registry.releases / "index.yaml").read_bytes())
+            index_before if point not in ("after-index", "after-commit")
+            else (registry.releases / "index.yaml").read_bytes())
         assert load_index(registry).releases.keys() >= {"v1", "v2"}  # always parseable
         for name, content in manifests_before.items():
             assert (registry.releases / name).read_bytes() == content
-        assert "release/v3" not in run_ok(registry.root, "git", "tag")
+        assert ("release/v3" in run_ok(registry.root, "git", "tag")) == (point == "after-commit")
         assert not list(registry.releases.glob(".*tmp*"))  # no stray temporaries
         assert pull("glioma-tirosh2016@v2", registry=registry.root).version == "v2"
+        # readers see the committed index only: list and NAME@latest work in the half-done state
+        listing = run_ok(registry.root, "heldout", "list")
+        assert "glioma-tirosh2016@v2" in listing
+        assert pull("glioma-tirosh2016@latest", registry=registry.root).version == "v2"
+        # the next release finishes or undoes the interrupted one, says so, and succeeds
+        proc = run_cmd(registry.root, "heldout", "release", "v3")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        said = {"after-push": "", "after-manifest": "Removed registry/releases/v3.yaml",
+                "after-index": "Restored registry/releases/index.yaml", "after-commit": "tagged it"}[point]
+        assert said in proc.stdout + proc.stderr
+        assert "release/v3" in run_ok(registry.root, "git", "tag") and not run_ok(registry.root, "git", "status",
+                                                                                   "--porcelain")
+        assert read_index(registry.root).aliases["latest"] == "v3"
     finally:
         run_ok(registry.root, "git", "checkout", "--", ".")
         run_ok(registry.root, "git", "clean", "-fdq", "registry")
+        if "release/v3" in run_ok(registry.root, "git", "tag"):
+            run_ok(registry.root, "git", "tag", "-d", "release/v3")
+            run_ok(registry.root, "git", "reset", "-q", "--hard", "HEAD~1")
 
 
 def test_retraction_moves_aliases_and_warns(registry: Project, elsewhere: Path, caplog) -> None:

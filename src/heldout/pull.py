@@ -83,8 +83,10 @@ def _read_text(registry: str, path: str, rev: str | None = None) -> str:
 
 
 def read_index(registry: str | Path | None = None) -> ReleaseIndex:
+    """The committed release index: a release killed before its commit is invisible to readers."""
     reg = _registry(registry)
-    return parse_card(_read(reg, INDEX), ReleaseIndex, source=f"{reg}:{INDEX}")
+    rev = "HEAD" if (Path(reg) / ".git").exists() else None
+    return parse_card(_read(reg, INDEX, rev=rev), ReleaseIndex, source=f"{reg}:{INDEX}")
 
 
 def read_manifest(version: str, registry: str | Path | None = None) -> ReleaseManifest:

@@ -19,6 +19,7 @@ previous release intact.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import re
 import subprocess
@@ -35,6 +36,8 @@ from heldout.errors import ReleaseError, unknown_choice
 from heldout.project import Project, find_project
 
 VERSION_PATTERN = r"^v\d+(\.\d+){0,2}$"
+RELEASE_COMMIT = "Release "  # the message prefix of a release commit (recover() recognises it)
+log = logging.getLogger(__name__)
 TAG_PREFIX = "release/"
 Alias = Literal["stable", "latest"]
 
@@ -238,6 +241,8 @@ def create_release(version: str, *, project: Project | None = None, stable: bool
     if not re.match(VERSION_PATTERN, version):
         msg = f"Release version must look like v1, v1.2 or v1.2.3; got {version!r}."
         raise ReleaseError(msg)
+    for action in recover(project):  # a release killed half-way is finished or undone first, and said so
+        log.warning("%s", action)
     index = load_index(project)
     if version in index.releases or (project.releases / f"{version}.yaml").exists():
         msg = f"Release {version} already exists; releases are immutable."
@@ -265,9 +270,46 @@ def create_release(version: str, *, project: Project | None = None, stable: bool
     write_yaml_atomic(index_path(project), new_index.to_dict())
     crashpoint("after-index")
     _git(project, "add", str(project.releases))
-    _git(project, "commit", "-q", "-m", f"Release {version}")
+    _git(project, "commit", "-q", "-m", f"{RELEASE_COMMIT}{version}")
+    crashpoint("after-commit")
     _git(project, "tag", "-a", entry.git_tag, "-m", f"heldout release {version}")
     return manifest
+
+
+def recover(project: Project) -> list[str]:
+    """Finish or undo a release that was killed half-way; return what was done (nothing if all is well).
+
+    A release exists when its tag does. Killed after its commit, the tag is added (the commit holds
+    everything). Killed before, the manifest it wrote is removed and the index restored from git:
+    the registry is exactly as it was before the release started. Readers never see a half-done
+    release in between: they read the committed index (``heldout.pull.read_index``).
+    """
+    actions = []
+    tags = set(_git(project, "tag", "--list", f"{TAG_PREFIX}*").split())
+    head_message = _git(project, "log", "-1", "--format=%s") if _git(project, "rev-parse", "--verify", "-q",
+                                                                          "HEAD") else ""
+    if head_message.startswith(RELEASE_COMMIT):
+        version = head_message.removeprefix(RELEASE_COMMIT)
+        if f"{TAG_PREFIX}{version}" not in tags:
+            _git(project, "tag", "-a", f"{TAG_PREFIX}{version}", "-m", f"heldout release {version}")
+            actions.append(f"Release {version} was interrupted after its commit; tagged it: it is complete.")
+            tags.add(f"{TAG_PREFIX}{version}")
+    releases = project.releases.relative_to(project.root).as_posix()
+    status = _git(project, "status", "--porcelain", "--untracked-files=all", "--", releases)
+    if not status:
+        return actions
+    _git(project, "reset", "-q", "--", releases)  # unstage a half-made release commit
+    for line in _git(project, "status", "--porcelain", "--untracked-files=all", "--", releases).splitlines():
+        code, path = line[:2], line[3:]
+        name = Path(path).name
+        if code == "??" and re.match(rf"^{VERSION_PATTERN.strip('^$')}\.yaml$", name) \
+                and f"{TAG_PREFIX}{name.removesuffix('.yaml')}" not in tags:
+            (project.root / path).unlink()
+            actions.append(f"Removed {path}: the manifest of a release killed before its commit.")
+        elif code.strip() == "M" and name == "index.yaml":
+            _git(project, "checkout", "-q", "--", path)
+            actions.append(f"Restored {path} from git: a killed release had edited it.")
+    return actions
 
 
 def retract_release(version: str, *, reason: str, replaced_by: str | None = None,

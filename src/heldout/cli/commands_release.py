@@ -57,6 +57,24 @@ def release(version: str, stable: bool, remote: str | None) -> None:
 
 
 @click.command()
+def doctor() -> None:
+    """Find and repair a release that was killed half-way (also done by the next `heldout release`).
+
+    A release exists once it is tagged. Killed after its commit, it is tagged now;
+    killed before, its manifest is removed and the index restored from git, so the
+    registry is exactly as before it started.
+    """
+    from heldout.project import find_project
+    from heldout.releases import recover
+
+    actions = recover(find_project())
+    for action in actions:
+        console.print(action, soft_wrap=True)
+    if not actions:
+        console.print("registry ok: no interrupted release")
+
+
+@click.command()
 @click.argument("version")
 @click.option("--reason", required=True, help="Why the release is withdrawn (shown to everyone who pulls it).")
 @click.option("--replaced-by", default=None, help="The release users should use instead.")
@@ -112,7 +130,7 @@ def show(ref: str, registry: str | None) -> None:
     console.print(yaml.safe_dump(run(ref, registry), sort_keys=False), markup=False)
 
 
-COMMANDS = [lint, release, retract, pull, list_cmd, show]
+COMMANDS = [lint, release, doctor, retract, pull, list_cmd, show]
 
 
 @click.command()
