@@ -7,7 +7,10 @@ from pathlib import Path
 import pydantic
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from heldout.cards._base import load_card
 from heldout.cards.dataset import DatasetCard, list_dataset_cards, load_dataset_card
 from heldout.errors import CardError
 
@@ -95,3 +98,42 @@ def test_obs_filter_adds_primary_policy() -> None:
     assert card.obs_filter.endswith("and is_primary_data == True")
     loose = DatasetCard.model_validate({**card.model_dump(mode="json"), "primary_data": "all_cells"})
     assert "is_primary_data" not in loose.obs_filter
+
+
+# ---- fuzzing: any YAML value in any field gives a CardError naming the file and the field ----------------------
+
+YAML_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6)
+
+
+def _leaf_paths(data: object, prefix: tuple = ()) -> list[tuple]:
+    if isinstance(data, dict):
+        return [p for k, v in data.items() for p in _leaf_paths(v, (*prefix, k))] + ([prefix] if prefix else [])
+    return [prefix]
+
+
+@pytest.mark.parametrize("kind", ["datasets", "models", "tasks"])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_card_loaders_refuse_any_bad_value_with_a_card_error(kind: str, data: st.DataObject, tmp_path: Path) -> None:
+    from heldout.cards.model import ModelCard
+    from heldout.evaluation.tasks import TaskCard
+
+    model = {"datasets": DatasetCard, "models": ModelCard, "tasks": TaskCard}[kind]
+    source = sorted((REPO / "registry" / kind).glob("*.yaml"))[0]
+    card = yaml.safe_load(source.read_text())
+    path = data.draw(st.sampled_from(_leaf_paths(card)))
+    value = data.draw(YAML_VALUES)
+    target = card
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    file = tmp_path / source.name
+    file.write_text(yaml.safe_dump(card, sort_keys=False))
+    try:
+        load_card(file, model)
+    except CardError as exc:
+        assert str(file) in str(exc)
+        assert str(path[0]) in str(exc) or "name" in str(exc)

@@ -7,6 +7,7 @@ so one registry is built per module.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -15,9 +16,10 @@ from click.testing import CliRunner
 
 import heldout
 from heldout.cli import cli
-from heldout.errors import ChecksumMismatch, ReleaseError, UsageError
+from heldout.errors import ReleaseError, UsageError
 from heldout.project import Project
-from heldout.pull import cache_root, pull, read_index
+from heldout._files import sha256_file
+from heldout.pull import cache_root, pull, read_index, read_manifest
 from heldout.releases import create_release, load_index, retract_release
 from tests.helpers import run_cmd, run_ok
 
@@ -73,10 +75,34 @@ def test_corrupted_cache_is_caught(registry: Project, elsewhere: Path) -> None:
         fh.seek(100)
         fh.write(b"\x00corrupt")
     result = CliRunner().invoke(cli, ["pull", "glioma-tirosh2016@v1", "--registry", str(registry.root)])
-    assert result.exit_code == ChecksumMismatch.exit_code
-    assert "Checksum mismatch for cached glioma-tirosh2016@v1" in result.output
-    with pytest.raises(ChecksumMismatch):
-        heldout.load("glioma-tirosh2016@v1", registry=registry.root)
+    assert result.exit_code == 0, result.output  # fetched again from the remote, verified, and said once
+    assert result.output.count("was corrupt") == 1 and "fetching it again" in result.output
+    assert sha256_file(pulled.path) == read_manifest("v1", registry.root).datasets["glioma-tirosh2016"] \
+        .artifacts["h5ad"].sha256
+    assert heldout.load("glioma-tirosh2016@v1", registry=registry.root).n_obs == 184
+
+
+def test_a_copied_or_cloned_registry_finds_its_remote(registry: Project, elsewhere: Path) -> None:
+    """The release records its remote relative to the registry too: a copy, or a clone over a git URL,
+    that keeps the remote beside it pulls without --remote-url, even when the original is gone."""
+    import shutil
+
+    manifest = read_manifest("v1", registry.root)
+    original = Path(manifest.dvc_remote["url"])
+    assert manifest.dvc_remote["relative"] == os.path.relpath(original, registry.root)
+    moved = elsewhere / "moved"
+    shutil.copytree(registry.root, moved / registry.root.name, symlinks=True)
+    shutil.copytree(original, moved / original.name)
+    run_ok(elsewhere, "git", "clone", "-q", "--bare", str(moved / registry.root.name),
+           str(moved / f"{registry.root.name}.git"))
+    original.rename(original.with_name(original.name + ".away"))
+    try:
+        for where in (str(moved / registry.root.name), f"file://{moved}/{registry.root.name}.git"):
+            shutil.rmtree(cache_root(), ignore_errors=True)
+            pulled = pull("glioma-tirosh2016@v1", registry=where)
+            assert pulled.version == "v1" and pulled.path.exists(), where
+    finally:
+        original.with_name(original.name + ".away").rename(original)
 
 
 def test_unknown_refs_are_clear(registry: Project, elsewhere: Path) -> None:
@@ -105,13 +131,26 @@ def test_release_refusals(registry: Project) -> None:
     finally:
         card.write_text(original)
         run_ok(registry.root, "git", "commit", "-qam", "revert unbuilt change")
+    with pytest.raises(ReleaseError, match="would ship exactly what v2 ships") as info:
+        create_release("v3", project=registry)
+    assert "--allow-unchanged" in info.value.hint
+    split = next((registry.root / "splits" / "glioma-tirosh2016").iterdir())
+    run_ok(registry.root, "git", "add", "-f", str(split))  # what a failed repro + `git add -A` did
+    run_ok(registry.root, "git", "commit", "-qm", "split committed to git by mistake")
+    try:
+        with pytest.raises(ReleaseError, match="DVC pipeline outputs are committed to git: splits/glioma"):
+            create_release("v3", project=registry, allow_unchanged=True)
+    finally:
+        run_ok(registry.root, "git", "rm", "-q", "--cached", str(split))
+        run_ok(registry.root, "git", "commit", "-qm", "untrack the split again")
+    assert not list(registry.releases.glob("v3.yaml"))
 
 
 @pytest.mark.parametrize("point", ["after-push", "after-manifest", "after-index", "after-commit"])
 def test_crash_mid_release_leaves_previous_release_intact(registry: Project, point: str) -> None:
     index_before = (registry.releases / "index.yaml").read_bytes()
     manifests_before = {p.name: p.read_bytes() for p in registry.releases.glob("v*.yaml")}
-    proc = run_cmd(registry.root, "heldout", "release", "v3", env={"HELDOUT_CRASH_AT": point})
+    proc = run_cmd(registry.root, "heldout", "release", "v3", "--allow-unchanged", env={"HELDOUT_CRASH_AT": point})
     assert proc.returncode == -9, proc.stderr  # killed by SIGKILL at the crash point
     try:
         assert (registry.releases / "index.yaml").read_bytes() == (
@@ -128,7 +167,7 @@ def test_crash_mid_release_leaves_previous_release_intact(registry: Project, poi
         assert "glioma-tirosh2016@v2" in listing
         assert pull("glioma-tirosh2016@latest", registry=registry.root).version == "v2"
         # the next release finishes or undoes the interrupted one, says so, and succeeds
-        proc = run_cmd(registry.root, "heldout", "release", "v3")
+        proc = run_cmd(registry.root, "heldout", "release", "v3", "--allow-unchanged")
         assert proc.returncode == 0, proc.stdout + proc.stderr
         said = {"after-push": "", "after-manifest": "Removed registry/releases/v3.yaml",
                 "after-index": "Restored registry/releases/index.yaml", "after-commit": "tagged it"}[point]

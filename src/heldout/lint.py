@@ -9,12 +9,14 @@ donor counts, without writing anything.
 
 from __future__ import annotations
 
+import ast
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import tiledbsoma as soma
 
-from heldout.cards.dataset import DatasetCard, list_dataset_cards, load_dataset_card
+from heldout.cards.dataset import SPECIAL_DONOR_IDS, DatasetCard, list_dataset_cards, load_dataset_card
 from heldout.census import experiment, open_census
 from heldout.errors import HeldoutError
 from heldout.project import Project, find_project
@@ -88,15 +90,42 @@ def _check_against_source(census: soma.Collection, card: DatasetCard, result: Ca
         result.problems.append(f"label columns {missing} are not obs columns of the source")
     if card.split.stratify_by and card.split.stratify_by not in columns:
         result.problems.append(f"split.stratify_by {card.split.stratify_by!r} is not an obs column")
+    unknown = [name for name in _filter_names(card.obs_filter) if name not in columns]
+    if unknown:
+        for name in unknown:
+            close = difflib.get_close_matches(name, sorted(columns), n=1)
+            result.problems.append(f"obs_value_filter names {name!r}, not an obs column of the source"
+                                   + (f" (did you mean {close[0]!r}?)" if close else ""))
+        return
     try:
-        wanted = ["dataset_id", "donor_id"] if dry_run else ["soma_joinid"]
-        obs = exp.obs.read(value_filter=card.obs_filter, column_names=wanted).concat().to_pandas()
+        obs = exp.obs.read(value_filter=card.obs_filter, column_names=["dataset_id", "donor_id"]).concat().to_pandas()
     except Exception as exc:  # noqa: BLE001 - tiledbsoma reports filter errors with many types
-        result.problems.append(f"obs_value_filter does not run against the source: {exc}")
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        result.problems.append(f"obs_value_filter does not run against the source: {first[:200]}")
         return
     if obs.empty:
         result.problems.append(f"the filter {card.obs_filter!r} selects no cells")
-    if dry_run and not obs.empty:
+        return
+    groups = obs.astype(str).drop_duplicates()
+    if card.split.special_donors.value == "exclude":
+        groups = groups[~groups["donor_id"].isin(SPECIAL_DONOR_IDS)]
+    wanted = [s for s, f in card.split.fractions.items() if f > 0]
+    if len(wanted) > 1 and len(groups) < len(wanted):
+        result.problems.append(f"split: {len(groups)} donor group(s) cannot fill {len(wanted)} donor-disjoint splits "
+                               f"({', '.join(wanted)}); give fewer non-zero fractions or select more donors")
+    if card.orthologs is not None and card.orthologs.target_organism == card.organism:
+        result.problems.append(f"orthologs.target_organism is the card's own organism ({card.organism.value})")
+    if dry_run:
         result.n_cells = len(obs)
         result.n_donors = int(obs.groupby(["dataset_id", "donor_id"], observed=True).ngroups)
         result.n_datasets = int(obs["dataset_id"].nunique())
+
+
+def _filter_names(expression: str) -> list[str]:
+    """The column names a value filter reads (bare names; string literals are not names)."""
+    try:
+        tree = ast.parse(expression, mode="eval")
+    except SyntaxError:
+        return []
+    keywords = {"True", "False", "None", "and", "or", "not", "in"}
+    return list(dict.fromkeys(n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id not in keywords))

@@ -56,8 +56,13 @@ def _source_checkout() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
-def find_project(start: str | Path | None = None) -> Project:
-    """The nearest folder at or above ``start`` (default: cwd) holding ``registry/``."""
+def find_project(start: str | Path | None = None, *, fallback: bool = False) -> Project:
+    """The nearest folder at or above ``start`` (default: cwd) holding ``registry/``, or $HELDOUT_PROJECT.
+
+    ``fallback``: for read-only uses that need only the bundled cards and schemas (an audit of a
+    release, task cards), the source checkout heldout runs from stands in. Commands that write
+    never fall back: outside a registry they say how to point at one.
+    """
     env = os.environ.get("HELDOUT_PROJECT")
     if env:
         return Project(Path(env).resolve())
@@ -66,7 +71,16 @@ def find_project(start: str | Path | None = None) -> Project:
         if (folder / MARKER).is_dir():
             return Project(folder)
     checkout = _source_checkout()
-    if (checkout / MARKER).is_dir():
+    if fallback and (checkout / MARKER).is_dir():
         return Project(checkout)
-    msg = f"No heldout project (a folder with {MARKER}/) at or above {here}."
-    raise HeldoutError(msg, hint="Run heldout inside a project checkout, or set HELDOUT_PROJECT.")
+    msg = f"No heldout registry (a folder with {MARKER}/) at or above {here}."
+    raise HeldoutError(msg, hint="cd into a registry, set HELDOUT_PROJECT=/path/to/registry, pass --registry where "
+                                 "the command has it, or create one with `heldout init DIR`.")
+
+
+def bundled_schemas() -> Path:
+    """The pandera schemas: the registry's own if there is one, else those heldout ships."""
+    try:
+        return find_project().schemas
+    except HeldoutError:
+        return _source_checkout() / "schemas"

@@ -153,11 +153,29 @@ def fetch_verified(record: Artifact, *, registry: str | Path | None, version: st
     """Any released artifact, in the content-addressed cache, verified by its sha256."""
     cached = cache_root() / record.sha256[:2] / record.sha256
     if cached.exists():
-        _verify(cached, record, f"cached {what}")
-    else:
-        _fetch(_registry(registry), record, f"{TAG_PREFIX}{version}", cached,
-               remote_url or manifest.dvc_remote.get("url"))
+        try:
+            _verify(cached, record, f"cached {what}")
+            return cached
+        except ChecksumMismatch:  # a damaged cache entry: fetch it again (verified), and say so
+            log.warning("The cached copy of %s was corrupt (%s); fetching it again from the remote.", what, cached)
+            cached.unlink()
+    reg = _registry(registry)
+    _fetch(reg, record, f"{TAG_PREFIX}{version}", cached, remote_url or resolve_remote(reg, manifest))
     return cached
+
+
+def resolve_remote(registry: str, manifest: ReleaseManifest) -> str | None:
+    """Where a release's DVC objects are: the recorded remote if it is reachable, else the same place relative
+    to this registry (a copied or cloned registry with its remote beside it), else the registry's own config."""
+    url = manifest.dvc_remote.get("url")
+    if url and ("://" in url or Path(url).exists()):
+        return url
+    relative = manifest.dvc_remote.get("relative")
+    root = Path(registry.removeprefix("file://")) if "://" not in registry or registry.startswith("file://") \
+        else None
+    if relative and root is not None and (root / relative).exists():
+        return str((root / relative).resolve())
+    return None  # dvc resolves the remote named in the registry's .dvc/config
 
 
 def release_models(version: str, registry: str | Path | None = None) -> list:  # list[ModelCard]
@@ -221,7 +239,8 @@ def _verify(path: Path, record: Artifact, what: str) -> None:
     actual = sha256_file(path)
     if actual != record.sha256:
         msg = f"Checksum mismatch for {what} ({path}): sha256 {actual}, the release manifest says {record.sha256}."
-        raise ChecksumMismatch(msg, hint=f"Delete {path} and pull again; if it persists, the remote is corrupt.")
+        raise ChecksumMismatch(msg, hint="The DVC remote holds a corrupt copy: re-push it from the registry "
+                                         "(`dvc push`), or report it to the registry's maintainers.")
 
 
 def load(ref: str, *, registry: str | Path | None = None, **kwargs: object):  # noqa: ANN201 - AnnData

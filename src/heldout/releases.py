@@ -231,11 +231,45 @@ def _remote(project: Project, remote: str | None) -> dict[str, str]:
         url = config["remote"][name]["url"]
     if "://" not in url and not os.path.isabs(url):
         url = str((project.root / ".dvc" / url).resolve())
-    return {"name": name, "url": url}
+    remote_info = {"name": name, "url": url}
+    if "://" not in url:  # a local remote: also where it lies from the registry, so copies and clones find it
+        remote_info["relative"] = os.path.relpath(url, project.root)
+    return remote_info
+
+
+def _require_outputs_outside_git(project: Project) -> None:
+    """A DVC-tracked output committed to git would ship twice and bypass the remote's checksums."""
+    with _dvc_repo(project) as repo:
+        outs = sorted({os.path.relpath(o.fs_path, project.root) for o in repo.index.outs})
+    tracked = _git(project, "ls-files", "--", *outs).splitlines() if outs else []
+    if tracked:
+        shown = ", ".join(tracked[:5]) + (f" and {len(tracked) - 5} more" if len(tracked) > 5 else "")
+        msg = f"DVC pipeline outputs are committed to git: {shown}."
+        raise ReleaseError(msg, hint="Untrack them (`git rm -r --cached PATH`), let DVC list them in .gitignore "
+                                     "(`dvc repro` or `dvc commit`), commit, then release.")
+
+
+def _artifact_digest(manifest: ReleaseManifest) -> dict[str, str]:
+    """Every artifact's sha256 by what it is: the content a release ships, without its dates and commits."""
+    out = {f"dataset/{n}/{k}": a.sha256 for n, d in manifest.datasets.items() for k, a in d.artifacts.items()}
+    out.update({f"model/{n}": a.sha256 for n, a in manifest.models.items()})
+    out.update({f"corpus/{n}/{path}": a.sha256 for n, c in manifest.corpora.items() for path, a in c.files.items()})
+    out.update({f"corpus/{n}/manifest": c.manifest.sha256 for n, c in manifest.corpora.items()})
+    return out
+
+
+def _require_changed(project: Project, index: ReleaseIndex, manifest: ReleaseManifest) -> None:
+    previous = index.aliases.get("latest")
+    if previous and previous in index.releases:
+        before = load_manifest(project, previous)
+        if _artifact_digest(before) == _artifact_digest(manifest):
+            msg = f"Release {manifest.version} would ship exactly what {previous} ships (every artifact's sha256)."
+            raise ReleaseError(msg, hint="Change something first, or pass --allow-unchanged to release it anyway.")
 
 
 def create_release(version: str, *, project: Project | None = None, stable: bool = False,
-                   remote: str | None = None, datasets: list[str] | None = None) -> ReleaseManifest:
+                   remote: str | None = None, datasets: list[str] | None = None,
+                   allow_unchanged: bool = False) -> ReleaseManifest:
     """Validate, record, push, commit and tag release ``version``."""
     project = project or find_project()
     if not re.match(VERSION_PATTERN, version):
@@ -248,6 +282,7 @@ def create_release(version: str, *, project: Project | None = None, stable: bool
         msg = f"Release {version} already exists; releases are immutable."
         raise ReleaseError(msg, hint="Pick a new version, or retract it with `heldout retract`.")
     _require_clean(project)
+    _require_outputs_outside_git(project)
     names = datasets or read_yaml(project.root / "params.yaml")["datasets"]
     dvc_remote = _remote(project, remote)
     manifest = ReleaseManifest(
@@ -255,6 +290,8 @@ def create_release(version: str, *, project: Project | None = None, stable: bool
         git_commit=_git(project, "rev-parse", "HEAD"), dvc_remote=dvc_remote,
         datasets={name: _dataset_release(project, name) for name in names},
         models=_model_cards(project), corpora=_recorded_corpora(project))
+    if not allow_unchanged:
+        _require_changed(project, index, manifest)
 
     with _dvc_repo(project) as repo:
         repo.push(remote=dvc_remote["name"])

@@ -34,7 +34,7 @@ def init_registry(path: str | Path, *, remote: str | None = None, template: Proj
     if dest.exists() and any(dest.iterdir()):
         msg = f"{dest} exists and is not empty."
         raise ReleaseError(msg, hint="Choose a new folder for the registry.")
-    template = template or find_project()
+    template = template or find_project(fallback=True)
     dest.mkdir(parents=True, exist_ok=True)
     for item in COPIED:
         src = template.root / item

@@ -12,10 +12,12 @@ import sys
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from heldout.errors import HeldoutError
 
 err_console = Console(stderr=True, highlight=False)
+OS_ERROR_EXIT = 2  # as click's usage errors: the input (a path) is wrong
 
 
 class HeldoutCLI(click.Group):
@@ -25,10 +27,15 @@ class HeldoutCLI(click.Group):
         try:
             return super().invoke(ctx)
         except HeldoutError as exc:
-            err_console.print(f"[bold red]ERROR[/]: {exc.message}", markup=True, soft_wrap=True)
+            err_console.print(f"[bold red]ERROR[/]: {escape(exc.message)}", markup=True, soft_wrap=True)
             if exc.hint:
-                err_console.print(f"[bold]Tip[/]: {exc.hint}", markup=True, soft_wrap=True)
+                err_console.print(f"[bold]Tip[/]: {escape(exc.hint)}", markup=True, soft_wrap=True)
             ctx.exit(exc.exit_code)
+        except OSError as exc:  # a path the user gave that cannot be read or written: a user error, not a bug
+            where = f": {exc.filename}" if exc.filename else ""
+            err_console.print(f"ERROR: {exc.strerror or exc}{where}", markup=False, soft_wrap=True)
+            err_console.print("Tip: check the path and its permissions.", markup=False, soft_wrap=True)
+            ctx.exit(OS_ERROR_EXIT)
 
 
 @click.group(cls=HeldoutCLI, context_settings={"help_option_names": ["-h", "--help"]})

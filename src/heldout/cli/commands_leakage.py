@@ -106,7 +106,7 @@ def evaluate(task: str, release: str | None, datasets: tuple[str, ...], model: s
 
     if bool(release) == bool(datasets):
         raise UsageError("Give --release VERSION, or --dataset NAME@VERSION for each dataset of the task.")
-    refs = list(datasets) or [f"{name}@{release}" for name in load_task_card(task, find_project().registry).dataset_names]
+    refs = list(datasets) or [f"{name}@{release}" for name in load_task_card(task, find_project(fallback=True).registry).dataset_names]
     result = run(task=task, datasets=refs, model=model, embeddings=embeddings, predictions=predictions, ids=ids,
                  obsm_key=obsm_key, model_card=model_card, registry=registry, mirror_root=mirror_root,
                  results_dir=results_dir, rescan=rescan)

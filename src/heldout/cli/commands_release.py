@@ -29,8 +29,11 @@ def lint(dry_run: bool, mirror_root: Path | None) -> None:
     results = lint_cards(dry_run=dry_run, mirror_root=mirror_root)
     columns = ["card", "status"] + (["datasets", "donors", "cells"] if dry_run else [])
     _render.table("dataset cards", columns, (
-        [r.name, "ok" if not r.problems else "\n".join(r.problems)]
+        [r.name, "ok" if not r.problems else f"{len(r.problems)} problem(s)"]
         + ([r.n_datasets, r.n_donors, r.n_cells] if dry_run else []) for r in results))
+    for r in results:  # one line per problem, below the table
+        for problem in r.problems:
+            console.print(f"{r.name}: {problem}", markup=False, soft_wrap=True)
     bad = [r.name for r in results if r.problems]
     if bad:
         raise CardError(f"{len(bad)} card(s) failed lint: {', '.join(bad)}.")
@@ -40,17 +43,20 @@ def lint(dry_run: bool, mirror_root: Path | None) -> None:
 @click.argument("version")
 @click.option("--stable", is_flag=True, help="Also point the `stable` alias at this release.")
 @click.option("--remote", default=None, help="DVC remote name (default: the repo's default remote).")
-def release(version: str, stable: bool, remote: str | None) -> None:
+@click.option("--allow-unchanged", is_flag=True,
+              help="Release even if every artifact is identical to the latest release's.")
+def release(version: str, stable: bool, remote: str | None, allow_unchanged: bool) -> None:
     """Release every dataset in params.yaml as VERSION (e.g. v1).
 
-    Refuses a dirty git tree, a stale DVC pipeline or an unvalidated artifact.
+    Refuses a dirty git tree, a stale DVC pipeline, an unvalidated artifact, a
+    pipeline output committed to git, and a release identical to the latest one.
     Writes registry/releases/VERSION.yaml (paths, sha256, sizes, counts, census
     version, code version), pushes to the DVC remote, commits and tags
     release/VERSION. Releases are never overwritten.
     """
     from heldout.releases import create_release
 
-    manifest = create_release(version, stable=stable, remote=remote)
+    manifest = create_release(version, stable=stable, remote=remote, allow_unchanged=allow_unchanged)
     _render.table(f"release {version} (remote {manifest.dvc_remote['url']})", ["dataset", "cells", "donors", "census"],
                   ((n, d.n_cells, d.n_donors, f"{d.census_source} {d.census_version}")
                    for n, d in manifest.datasets.items()))

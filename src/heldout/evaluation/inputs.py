@@ -50,7 +50,7 @@ def load_eval_dataset(ref: str, *, registry: str | Path | None = None, project: 
     name, version = parse_ref(ref)
     retracted, retraction, orthologs = False, None, {}
     if version == CURATED:
-        project = project or find_project()
+        project = project or find_project(fallback=True)
         paths = artifact_paths(project, name)
         split_path = project.splits / name / "assignment.parquet"
         for path, command in ((paths.h5ad, "curate"), (split_path, "split")):

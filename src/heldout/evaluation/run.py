@@ -121,7 +121,7 @@ def evaluate(*, task: str, datasets: list[str], model: str, embeddings: str | Pa
              mirror_root: str | Path | None = None, results_dir: Path | None = None,
              project: Project | None = None, rescan: bool = False) -> EvalResult:
     """Evaluate ``model`` on ``task`` over ``datasets`` (NAME@VERSION each); write and return the result."""
-    project = project or find_project()
+    project = project or find_project(fallback=True)
     task_card = load_task_card(task, project.registry)
     if (embeddings is None) == (predictions is None):
         raise UsageError("Give exactly one of --embeddings or --predictions.")
@@ -233,7 +233,7 @@ def recheck_tiers(records: list[dict], *, project: Project | None = None, regist
     """
     from heldout.leakage.audit import eval_from_curated, eval_from_release
 
-    project = project or find_project()
+    project = project or find_project(fallback=True)
     tiers: dict[tuple[str, str, str], Recheck] = {}
     for record in records:
         key = record_key(record)

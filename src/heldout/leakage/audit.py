@@ -145,7 +145,7 @@ def audit_project(*, model_names: list[str] | None = None, manifest: Path | None
         evals = eval_from_release(release, registry=registry, datasets=datasets)
         return audit(models, evals, mirror_root=mirror_root, project_root=root, rescan=rescan,
                      user_supplied=manifest is not None)
-    project = project or find_project()
+    project = project or find_project(fallback=release is not None)
     registry_models = list_model_cards(project.registry)
     if manifest is not None:
         models = [load_user_card(manifest, registry_models)]

@@ -32,7 +32,7 @@ import scipy.sparse as sp
 
 from heldout import ontologies
 from heldout.errors import UsageError, ValidationFailed
-from heldout.project import find_project
+from heldout.project import bundled_schemas
 from heldout.validation import rules  # noqa: F401 - registers the custom checks the schemas name
 from heldout.validation.frames import Context, validate_frame
 from heldout.validation.report import Failure, ValidationReport
@@ -51,7 +51,7 @@ HARMONISED_KEY = "heldout_label_maps"  # uns key where curation records the labe
 
 @lru_cache(maxsize=16)
 def load_schema(name: str, schemas_dir: str | None = None) -> pa.DataFrameSchema:
-    folder = Path(schemas_dir) if schemas_dir else find_project().schemas
+    folder = Path(schemas_dir) if schemas_dir else bundled_schemas()
     return pa.DataFrameSchema.from_yaml(folder / f"{name}.yaml")
 
 
