@@ -69,14 +69,14 @@ def test_manifest_records_everything_an_audit_needs(registry: Project) -> None:
     assert manifest["git_commit"] and manifest["heldout_version"] == heldout.__version__
 
 
-def test_corrupted_cache_is_caught(registry: Project, elsewhere: Path) -> None:
+def test_corrupted_cache_is_caught(registry: Project, elsewhere: Path, caplog: pytest.LogCaptureFixture) -> None:
     pulled = pull("glioma-tirosh2016@v1", registry=registry.root)
     with open(pulled.path, "r+b") as fh:
         fh.seek(100)
         fh.write(b"\x00corrupt")
     result = CliRunner().invoke(cli, ["pull", "glioma-tirosh2016@v1", "--registry", str(registry.root)])
     assert result.exit_code == 0, result.output  # fetched again from the remote, verified, and said once
-    assert result.output.count("was corrupt") == 1 and "fetching it again" in result.output
+    assert caplog.text.count("was corrupt") == 1 and "fetching it again" in caplog.text
     assert sha256_file(pulled.path) == read_manifest("v1", registry.root).datasets["glioma-tirosh2016"] \
         .artifacts["h5ad"].sha256
     assert heldout.load("glioma-tirosh2016@v1", registry=registry.root).n_obs == 184
@@ -146,7 +146,7 @@ def test_release_refusals(registry: Project) -> None:
     assert not list(registry.releases.glob("v3.yaml"))
 
 
-@pytest.mark.parametrize("point", ["after-push", "after-manifest", "after-index", "after-commit"])
+@pytest.mark.parametrize("point", ["after-push", "after-manifest", "after-index", "after-commit", "after-tag"])
 def test_crash_mid_release_leaves_previous_release_intact(registry: Project, point: str) -> None:
     index_before = (registry.releases / "index.yaml").read_bytes()
     manifests_before = {p.name: p.read_bytes() for p in registry.releases.glob("v*.yaml")}
@@ -154,23 +154,25 @@ def test_crash_mid_release_leaves_previous_release_intact(registry: Project, poi
     assert proc.returncode == -9, proc.stderr  # killed by SIGKILL at the crash point
     try:
         assert (registry.releases / "index.yaml").read_bytes() == (
-            index_before if point not in ("after-index", "after-commit")
+            index_before if point in ("after-push", "after-manifest")
             else (registry.releases / "index.yaml").read_bytes())
         assert load_index(registry).releases.keys() >= {"v1", "v2"}  # always parseable
         for name, content in manifests_before.items():
             assert (registry.releases / name).read_bytes() == content
-        assert ("release/v3" in run_ok(registry.root, "git", "tag")) == (point == "after-commit")
+        assert ("release/v3" in run_ok(registry.root, "git", "tag")) == (point == "after-tag")
         assert not list(registry.releases.glob(".*tmp*"))  # no stray temporaries
         assert pull("glioma-tirosh2016@v2", registry=registry.root).version == "v2"
         # readers see the committed index only: list and NAME@latest work in the half-done state
         listing = run_ok(registry.root, "heldout", "list")
         assert "glioma-tirosh2016@v2" in listing
         assert pull("glioma-tirosh2016@latest", registry=registry.root).version == "v2"
-        # the next release finishes or undoes the interrupted one, says so, and succeeds
-        proc = run_cmd(registry.root, "heldout", "release", "v3", "--allow-unchanged")
+        # the next release (or `heldout doctor`) finishes or undoes the interrupted one, says so, and succeeds
+        finished = point == "after-tag"  # v3 is complete once tagged: doctor moves the branch to it
+        proc = run_cmd(registry.root, "heldout", *(["doctor"] if finished else ["release", "v3", "--allow-unchanged"]))
         assert proc.returncode == 0, proc.stdout + proc.stderr
         said = {"after-push": "", "after-manifest": "Removed registry/releases/v3.yaml",
-                "after-index": "Restored registry/releases/index.yaml", "after-commit": "tagged it"}[point]
+                "after-index": "Restored registry/releases/index.yaml", "after-commit": "Removed registry/releases",
+                "after-tag": "moved the branch to it"}[point]
         assert said in proc.stdout + proc.stderr
         assert "release/v3" in run_ok(registry.root, "git", "tag") and not run_ok(registry.root, "git", "status",
                                                                                    "--porcelain")
@@ -179,8 +181,10 @@ def test_crash_mid_release_leaves_previous_release_intact(registry: Project, poi
         run_ok(registry.root, "git", "checkout", "--", ".")
         run_ok(registry.root, "git", "clean", "-fdq", "registry")
         if "release/v3" in run_ok(registry.root, "git", "tag"):
+            tagged = run_ok(registry.root, "git", "rev-parse", "release/v3^{commit}").strip()
             run_ok(registry.root, "git", "tag", "-d", "release/v3")
-            run_ok(registry.root, "git", "reset", "-q", "--hard", "HEAD~1")
+            if tagged == run_ok(registry.root, "git", "rev-parse", "HEAD").strip():
+                run_ok(registry.root, "git", "reset", "-q", "--hard", "HEAD~1")
 
 
 def test_retraction_moves_aliases_and_warns(registry: Project, elsewhere: Path, caplog) -> None:
@@ -194,3 +198,21 @@ def test_retraction_moves_aliases_and_warns(registry: Project, elsewhere: Path, 
     assert "retracted: split seed typo" in listing.output.replace("\n", " ") or "retracted" in listing.output
     with pytest.raises(ReleaseError, match="already retracted"):
         retract_release("v2", reason="again", project=registry)
+
+
+def test_a_loaded_dataset_describes_itself(registry: Project, elsewhere: Path) -> None:
+    adata = heldout.load("glioma-tirosh2016@v2", registry=registry.root)
+    assert set(adata.obs["split"].astype(str)) <= {"train", "validation", "test"} and adata.obs["split"].notna().all()
+    meta = adata.uns["heldout"]
+    assert (meta["name"], meta["release"], meta["split_seed"]) == ("glioma-tirosh2016", "v2", 3)
+    assert meta["h5ad_sha256"] == read_manifest("v2", registry.root).datasets["glioma-tirosh2016"] \
+        .artifacts["h5ad"].sha256
+    assert meta["card"]["name"] == "glioma-tirosh2016" and meta["lock"]["n_cells"] == 184
+    assert meta["census_source"] == "mirror"
+    assert bool(meta["retracted"]) == read_index(registry.root).releases["v2"].retracted  # (an earlier test retracts)
+    test = heldout.load("glioma-tirosh2016@v2", registry=registry.root, split="test")
+    assert 0 < test.n_obs < adata.n_obs and set(test.obs["split"]) == {"test"}
+    donors = {s: set(adata.obs.loc[adata.obs["split"] == s, "donor_id"]) for s in ("train", "test")}
+    assert not donors["train"] & donors["test"]
+    with pytest.raises(UsageError, match="split"):
+        heldout.load("glioma-tirosh2016@v2", registry=registry.root, split="holdout")

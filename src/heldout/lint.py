@@ -113,8 +113,13 @@ def _check_against_source(census: soma.Collection, card: DatasetCard, result: Ca
     if len(wanted) > 1 and len(groups) < len(wanted):
         result.problems.append(f"split: {len(groups)} donor group(s) cannot fill {len(wanted)} donor-disjoint splits "
                                f"({', '.join(wanted)}); give fewer non-zero fractions or select more donors")
-    if card.orthologs is not None and card.orthologs.target_organism == card.organism:
-        result.problems.append(f"orthologs.target_organism is the card's own organism ({card.organism.value})")
+    if card.orthologs is not None:
+        from heldout.orthologs import UPSTREAM
+
+        pair = (card.organism.value, card.orthologs.target_organism.value)
+        if pair not in UPSTREAM:
+            known = ", ".join(f"{a} -> {b}" for a, b in UPSTREAM)
+            result.problems.append(f"orthologs: no ortholog map from {pair[0]} to {pair[1]} (known: {known})")
     if dry_run:
         result.n_cells = len(obs)
         result.n_donors = int(obs.groupby(["dataset_id", "donor_id"], observed=True).ngroups)

@@ -243,12 +243,56 @@ def _verify(path: Path, record: Artifact, what: str) -> None:
                                          "(`dvc push`), or report it to the registry's maintainers.")
 
 
-def load(ref: str, *, registry: str | Path | None = None, **kwargs: object):  # noqa: ANN201 - AnnData
-    """Pull (verified) and read a released dataset as ``anndata.AnnData``."""
+def load(ref: str, *, registry: str | Path | None = None, split: str | None = None,
+         **kwargs: object):  # noqa: ANN201 - AnnData
+    """A released dataset as ``anndata.AnnData`` that describes itself: pulled and verified.
+
+    ``obs["split"]`` holds each cell's split (``split="test"`` keeps only those cells) and
+    ``uns["heldout"]`` the provenance: name, release and whether it is retracted, the h5ad's
+    sha256, the card, the lock, the Census source and version, and the split seed.
+    """
     import anndata as ad
+    import pandas as pd
 
     pulled = pull(ref, registry=registry, **kwargs)  # type: ignore[arg-type]
-    return ad.read_h5ad(pulled.path)
+    adata = ad.read_h5ad(pulled.path)
+    release = pulled.manifest.datasets[pulled.name]
+    index = read_index(registry)
+    entry = index.releases[pulled.version]
+    assignment = pd.read_parquet(_artifact_path(pulled, "split_assignment", registry))
+    by_cell = assignment.set_index("observation_joinid")["split"].astype(str)
+    adata.obs["split"] = pd.Categorical(by_cell.reindex(adata.obs_names).to_numpy())
+    split_manifest = yaml.safe_load(_artifact_path(pulled, "split_manifest", registry).read_text())
+    lock = yaml.safe_load(_artifact_path(pulled, "lock", registry).read_text())
+    card = _read(_registry(registry), f"registry/datasets/{pulled.name}.yaml", rev=f"{TAG_PREFIX}{pulled.version}")
+    adata.uns["heldout"] = _plain({
+        "name": pulled.name, "release": pulled.version, "retracted": bool(entry.retracted),
+        "retraction": entry.retraction.reason if entry.retraction else "",
+        "h5ad_sha256": pulled.artifact.sha256, "census_source": release.census_source,
+        "census_version": release.census_version, "split_seed": split_manifest.get("seed"),
+        "card": card, "lock": lock, "heldout_version": pulled.manifest.heldout_version})
+    if split is not None:
+        known = sorted(set(adata.obs["split"].astype(str)))
+        if split not in known:
+            raise unknown_choice("split", split, known)
+        adata = adata[adata.obs["split"] == split].copy()
+    return adata
+
+
+def _artifact_path(pulled: Pulled, artifact: str, registry: str | Path | None) -> Path:
+    record = pulled.manifest.datasets[pulled.name].artifacts[artifact]
+    return fetch_verified(record, registry=registry, version=pulled.version, manifest=pulled.manifest,
+                          what=f"{pulled.name}@{pulled.version} {artifact}")
+
+
+def _plain(value: object) -> object:
+    """h5ad-storable uns: no None (empty string instead), nested dicts and lists of plain values."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value] if all(not isinstance(v, dict) for v in value) else \
+            {str(i): _plain(v) for i, v in enumerate(value)}
+    return "" if value is None else value
 
 
 @dataclass(frozen=True)

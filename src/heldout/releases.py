@@ -306,43 +306,54 @@ def create_release(version: str, *, project: Project | None = None, stable: bool
     new_index = ReleaseIndex(releases={**index.releases, version: entry}, aliases=aliases)
     write_yaml_atomic(index_path(project), new_index.to_dict())
     crashpoint("after-index")
+    # The commit is made as an object first, tagged, and only then becomes the branch head: a reader of
+    # the branch never sees a release whose tag is missing, and recover() can finish or undo any state.
     _git(project, "add", str(project.releases))
-    _git(project, "commit", "-q", "-m", f"{RELEASE_COMMIT}{version}")
+    commit = _git(project, "commit-tree", _git(project, "write-tree"), "-p", "HEAD", "-m",
+                  f"{RELEASE_COMMIT}{version}")
     crashpoint("after-commit")
-    _git(project, "tag", "-a", entry.git_tag, "-m", f"heldout release {version}")
+    _git(project, "tag", "-a", entry.git_tag, commit, "-m", f"heldout release {version}")
+    crashpoint("after-tag")
+    _git(project, "update-ref", "-m", f"heldout release {version}", "HEAD", commit)
     return manifest
+
+
+def _porcelain(project: Project, path: str) -> list[tuple[str, str]]:
+    """(status code, path) of each changed file under ``path`` (``git status --porcelain``)."""
+    proc = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--", path], cwd=project.root,
+                          capture_output=True, text=True, check=True)
+    return [(line[:2], line[3:]) for line in proc.stdout.splitlines() if line]
 
 
 def recover(project: Project) -> list[str]:
     """Finish or undo a release that was killed half-way; return what was done (nothing if all is well).
 
-    A release exists when its tag does. Killed after its commit, the tag is added (the commit holds
-    everything). Killed before, the manifest it wrote is removed and the index restored from git:
-    the registry is exactly as it was before the release started. Readers never see a half-done
-    release in between: they read the committed index (``heldout.pull.read_index``).
+    A release is made as a commit object, then its tag, then the branch moves to it. Killed after the
+    tag, the branch is moved (the release is complete). Killed before, the tag-less commit is left to
+    git's garbage collection, the manifest the release wrote is removed and the index restored from
+    the branch: the registry is exactly as it was before the release started.
     """
     actions = []
-    tags = set(_git(project, "tag", "--list", f"{TAG_PREFIX}*").split())
-    head_message = _git(project, "log", "-1", "--format=%s") if _git(project, "rev-parse", "--verify", "-q",
-                                                                          "HEAD") else ""
-    if head_message.startswith(RELEASE_COMMIT):
-        version = head_message.removeprefix(RELEASE_COMMIT)
-        if f"{TAG_PREFIX}{version}" not in tags:
-            _git(project, "tag", "-a", f"{TAG_PREFIX}{version}", "-m", f"heldout release {version}")
-            actions.append(f"Release {version} was interrupted after its commit; tagged it: it is complete.")
-            tags.add(f"{TAG_PREFIX}{version}")
+    head = _git(project, "rev-parse", "--verify", "-q", "HEAD")
+    for tag in _git(project, "tag", "--list", f"{TAG_PREFIX}*").split():
+        commit = _git(project, "rev-parse", f"{tag}^{{commit}}")
+        parent = _git(project, "rev-parse", f"{commit}^") if commit != head else ""
+        if commit != head and parent == head:  # tagged, but the branch never moved to it
+            _git(project, "update-ref", "-m", f"heldout recover {tag}", "HEAD", commit)
+            head = commit
+            actions.append(f"Release {tag.removeprefix(TAG_PREFIX)} was interrupted after its tag; moved the "
+                           "branch to it: it is complete.")
     releases = project.releases.relative_to(project.root).as_posix()
-    status = _git(project, "status", "--porcelain", "--untracked-files=all", "--", releases)
-    if not status:
+    if not _porcelain(project, releases):
         return actions
-    _git(project, "reset", "-q", "--", releases)  # unstage a half-made release commit
-    for line in _git(project, "status", "--porcelain", "--untracked-files=all", "--", releases).splitlines():
-        code, path = line[:2], line[3:]
+    tags = set(_git(project, "tag", "--list", f"{TAG_PREFIX}*").split())
+    _git(project, "reset", "-q", "--", releases)  # unstage what a killed release had added
+    for code, path in _porcelain(project, releases):
         name = Path(path).name
-        if code == "??" and re.match(rf"^{VERSION_PATTERN.strip('^$')}\.yaml$", name) \
+        if code == "??" and re.match(VERSION_PATTERN, name.removesuffix(".yaml")) \
                 and f"{TAG_PREFIX}{name.removesuffix('.yaml')}" not in tags:
             (project.root / path).unlink()
-            actions.append(f"Removed {path}: the manifest of a release killed before its commit.")
+            actions.append(f"Removed {path}: the manifest of a release killed before it was tagged.")
         elif code.strip() == "M" and name == "index.yaml":
             _git(project, "checkout", "-q", "--", path)
             actions.append(f"Restored {path} from git: a killed release had edited it.")
