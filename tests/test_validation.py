@@ -53,6 +53,8 @@ def _with(adata: ad.AnnData, column: str, value: str, rows: slice = slice(0, 3))
 WRONG = [  # (column, value, what the reason says): each accepted before, each rejected by CELLxGENE's validator
     ("cell_type_ontology_term_id", "CL:9999999", "no such term"),
     ("cell_type_ontology_term_id", "CL:0000255", "not allowed here"),
+    ("cell_type_ontology_term_id", "CL:0000003", "obsolete term"),
+    ("tissue_ontology_term_id", "CL:0000235", "for tissue_type 'tissue': a CL term where UBERON is required"),
     ("tissue_ontology_term_id", "UBERON:9999999", "no such term"),
     ("assay_ontology_term_id", "EFO:0000001", "not under the allowed roots"),
     ("assay_ontology_term_id", "EFO:0009922 (sci-plex)", "not an ontology term id"),

@@ -133,7 +133,7 @@ def _cross(component: str, check: pa.Check, frame: pd.DataFrame, ctx: Context) -
     columns = [c for c in dict.fromkeys(rules.cross_columns(check.name, stats)) if c in frame.columns]
     if not columns:
         return []
-    codes = pd.DataFrame({c: pd.factorize(frame[c], use_na_sentinel=False)[0] for c in columns})
+    codes = pd.DataFrame({c: _codes(frame[c]) for c in columns})
     combo = codes.groupby(columns, sort=False).ngroup().to_numpy()
     first = pd.Series(combo).drop_duplicates()  # index: the first row of each combination
     n_rows = np.bincount(combo)
@@ -151,12 +151,16 @@ def _cross(component: str, check: pa.Check, frame: pd.DataFrame, ctx: Context) -
     return list(merged.values())
 
 
+def _codes(column: pd.Series) -> np.ndarray:
+    """An integer code per row, equal for equal values (categoricals: their codes, no string comparison)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return column.cat.codes.to_numpy()
+    return pd.factorize(column, use_na_sentinel=False)[0]
+
+
 def _distinct_values(column: pd.Series) -> tuple[pd.DataFrame, pd.Series]:
     """One row per distinct value (indexed by the position of its first row) and its row count."""
-    if isinstance(column.dtype, pd.CategoricalDtype):  # codes: no string comparisons at all
-        codes = pd.Series(column.cat.codes.to_numpy())
-    else:
-        codes = pd.Series(pd.factorize(column, use_na_sentinel=False)[0])
+    codes = pd.Series(_codes(column))
     first = codes.drop_duplicates()
     n_rows = codes.value_counts().reindex(first.to_numpy()).set_axis(first.index)
     values = column.iloc[first.index.to_numpy()]
