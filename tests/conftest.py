@@ -90,5 +90,5 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Project:
     run_ok(project.root, "dvc", "repro", "-q")
     run_ok(project.root, "git", "add", "-A")
     run_ok(project.root, "git", "commit", "-qm", "new split seed")
-    run_ok(project.root, "heldout", "release", "v2")
+    run_ok(project.root, "heldout", "release", "v2", "--changelog", "glioma-tirosh2016: split seed 0 -> 3")
     return project

@@ -37,3 +37,28 @@ def test_lint_dry_run_reports_what_repro_would_fail_on(project: Project) -> None
     assert "baron-pancreas-human: orthologs: no ortholog map from homo_sapiens to homo_sapiens (known: " \
            "mus_musculus -> homo_sapiens, homo_sapiens -> mus_musculus)" in lines
     assert "4 card(s) failed lint" in result.output
+
+
+def test_changed_since_lints_only_changed_cards_and_holds_released_cards(registry: Project) -> None:
+    from heldout.lint import lint_cards
+    from heldout.releases import load_manifest
+
+    card = registry.registry / "datasets" / "glioma-tirosh2016.yaml"
+    original = card.read_text()
+    new_card = registry.registry / "datasets" / "glioma-tirosh2016-v2.yaml"
+    try:
+        card.write_text(original.replace("seed: 3", "seed: 5"))
+        new_card.write_text(original.replace("name: glioma-tirosh2016", "name: glioma-tirosh2016-v2")
+                            .replace("seed: 3", "seed: 5"))
+        results = {r.name: r for r in lint_cards(project=registry, changed_since="HEAD")}
+        assert set(results) == {"glioma-tirosh2016", "glioma-tirosh2016-v2"}  # only what changed
+        [problem] = results["glioma-tirosh2016"].problems
+        assert problem.startswith("split changed, but glioma-tirosh2016 is released in v2")
+        assert "new card" in problem and "--changelog" in problem
+        assert not results["glioma-tirosh2016-v2"].problems  # a new card is the proper way
+        result = CliRunner().invoke(cli, ["lint", "--changed-since", "no-such-ref"])
+        assert result.exit_code != 0 and "is not a git revision" in result.output
+    finally:
+        card.write_text(original)
+        new_card.unlink(missing_ok=True)
+    assert load_manifest(registry, "v2").changelog == "glioma-tirosh2016: split seed 0 -> 3"

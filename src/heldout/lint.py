@@ -32,11 +32,16 @@ class CardLint:
 
 
 def lint_cards(*, project: Project | None = None, dry_run: bool = False,
-               mirror_root: str | Path | None = None) -> list[CardLint]:
+               mirror_root: str | Path | None = None, changed_since: str | None = None) -> list[CardLint]:
+    """Lint every card, or with ``changed_since`` (a git revision) only the cards changed since then,
+    refusing changes to the pinned fields of released cards."""
+    from heldout.released_cards import changed_cards, released_change_problems
+
     project = project or find_project()
     results: list[CardLint] = []
     cards: dict[str, DatasetCard] = {}
-    for name in list_dataset_cards(project.registry):
+    names = changed_cards(project, changed_since) if changed_since else list_dataset_cards(project.registry)
+    for name in names:
         result = CardLint(name)
         results.append(result)
         try:
@@ -44,6 +49,8 @@ def lint_cards(*, project: Project | None = None, dry_run: bool = False,
         except HeldoutError as exc:
             result.problems.append(str(exc))
             continue
+        if changed_since:
+            result.problems += released_change_problems(project, name, card.to_dict())
         cards[name] = card
     by_source: dict[tuple, list[str]] = {}
     for name, card in cards.items():

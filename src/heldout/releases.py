@@ -79,6 +79,7 @@ class ReleaseManifest(FrozenRecord):
     datasets: dict[str, DatasetRelease]
     models: dict[str, Artifact] = pydantic.Field(default_factory=dict)  # model cards as released
     corpora: dict[str, CorpusRelease] = pydantic.Field(default_factory=dict)  # "model/corpus" -> recorded corpus
+    changelog: str = ""  # what changed since the previous release, in the releaser's words
 
 
 class Retraction(FrozenRecord):
@@ -249,6 +250,16 @@ def _require_outputs_outside_git(project: Project) -> None:
                                      "(`dvc repro` or `dvc commit`), commit, then release.")
 
 
+def _require_changelog_for_pinned_changes(project: Project, names: list[str], changelog: str) -> None:
+    from heldout.released_cards import released_change_problems
+
+    problems = [p for name in names
+                for p in released_change_problems(project, name, read_yaml(project.registry / "datasets" /
+                                                                           f"{name}.yaml"), changelog)]
+    if problems:
+        raise ReleaseError("; ".join(problems))
+
+
 def _artifact_digest(manifest: ReleaseManifest) -> dict[str, str]:
     """Every artifact's sha256 by what it is: the content a release ships, without its dates and commits."""
     out = {f"dataset/{n}/{k}": a.sha256 for n, d in manifest.datasets.items() for k, a in d.artifacts.items()}
@@ -269,7 +280,7 @@ def _require_changed(project: Project, index: ReleaseIndex, manifest: ReleaseMan
 
 def create_release(version: str, *, project: Project | None = None, stable: bool = False,
                    remote: str | None = None, datasets: list[str] | None = None,
-                   allow_unchanged: bool = False) -> ReleaseManifest:
+                   allow_unchanged: bool = False, changelog: str = "") -> ReleaseManifest:
     """Validate, record, push, commit and tag release ``version``."""
     project = project or find_project()
     if not re.match(VERSION_PATTERN, version):
@@ -284,12 +295,13 @@ def create_release(version: str, *, project: Project | None = None, stable: bool
     _require_clean(project)
     _require_outputs_outside_git(project)
     names = datasets or read_yaml(project.root / "params.yaml")["datasets"]
+    _require_changelog_for_pinned_changes(project, names, changelog)
     dvc_remote = _remote(project, remote)
     manifest = ReleaseManifest(
         version=version, created=dt.date.today().isoformat(), heldout_version=heldout.__version__,
         git_commit=_git(project, "rev-parse", "HEAD"), dvc_remote=dvc_remote,
         datasets={name: _dataset_release(project, name) for name in names},
-        models=_model_cards(project), corpora=_recorded_corpora(project))
+        models=_model_cards(project), corpora=_recorded_corpora(project), changelog=changelog)
     if not allow_unchanged:
         _require_changed(project, index, manifest)
 

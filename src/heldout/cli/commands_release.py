@@ -18,15 +18,18 @@ REGISTRY_OPTION = click.option("--registry", default=None,
 
 @click.command()
 @click.option("--dry-run", is_flag=True, help="Resolve every card against its Census and report counts.")
+@click.option("--changed-since", default=None, metavar="REF",
+              help="Only the cards changed since git REF (e.g. origin/main); refuse changes to what a released "
+                   "card pins.")
 @MIRROR_OPTION
-def lint(dry_run: bool, mirror_root: Path | None) -> None:
+def lint(dry_run: bool, changed_since: str | None, mirror_root: Path | None) -> None:
     """Check every dataset card (schema, pinned version, filter, label columns).
 
     CI runs this on every pull request; see CONTRIBUTING.md. Nothing is written.
     """
     from heldout.lint import lint_cards
 
-    results = lint_cards(dry_run=dry_run, mirror_root=mirror_root)
+    results = lint_cards(dry_run=dry_run, mirror_root=mirror_root, changed_since=changed_since)
     columns = ["card", "status"] + (["datasets", "donors", "cells"] if dry_run else [])
     _render.table("dataset cards", columns, (
         [r.name, "ok" if not r.problems else f"{len(r.problems)} problem(s)"]
@@ -45,7 +48,9 @@ def lint(dry_run: bool, mirror_root: Path | None) -> None:
 @click.option("--remote", default=None, help="DVC remote name (default: the repo's default remote).")
 @click.option("--allow-unchanged", is_flag=True,
               help="Release even if every artifact is identical to the latest release's.")
-def release(version: str, stable: bool, remote: str | None, allow_unchanged: bool) -> None:
+@click.option("--changelog", default="", help="What changed since the previous release (recorded in the manifest; "
+              "required to name a released card whose pinned fields changed).")
+def release(version: str, stable: bool, remote: str | None, allow_unchanged: bool, changelog: str) -> None:
     """Release every dataset in params.yaml as VERSION (e.g. v1).
 
     Refuses a dirty git tree, a stale DVC pipeline, an unvalidated artifact, a
@@ -56,7 +61,8 @@ def release(version: str, stable: bool, remote: str | None, allow_unchanged: boo
     """
     from heldout.releases import create_release
 
-    manifest = create_release(version, stable=stable, remote=remote, allow_unchanged=allow_unchanged)
+    manifest = create_release(version, stable=stable, remote=remote, allow_unchanged=allow_unchanged,
+                              changelog=changelog)
     _render.table(f"release {version} (remote {manifest.dvc_remote['url']})", ["dataset", "cells", "donors", "census"],
                   ((n, d.n_cells, d.n_donors, f"{d.census_source} {d.census_version}")
                    for n, d in manifest.datasets.items()))
