@@ -42,8 +42,19 @@ def card_at(project: Project, name: str, rev: str) -> dict | None:
     return yaml.safe_load(text) if text else None
 
 
+def _normalised(card: dict) -> dict:
+    """The card as its typed record dumps it (defaults filled in), so spelling a default is no change."""
+    from heldout.cards.dataset import DatasetCard
+
+    try:
+        return DatasetCard.model_validate(card).to_dict()
+    except Exception:  # noqa: BLE001 - an unparsable card is compared as written (lint reports it anyway)
+        return card
+
+
 def pinned_changes(before: dict, after: dict) -> list[str]:
     """The pinned fields that differ between two versions of a card (missing counts as a value)."""
+    before, after = _normalised(before), _normalised(after)
     return [f for f in PINNED if before.get(f) != after.get(f)]
 
 
