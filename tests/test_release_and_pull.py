@@ -216,3 +216,13 @@ def test_a_loaded_dataset_describes_itself(registry: Project, elsewhere: Path) -
     assert not donors["train"] & donors["test"]
     with pytest.raises(UsageError, match="split"):
         heldout.load("glioma-tirosh2016@v2", registry=registry.root, split="holdout")
+
+
+def test_list_fits_80_columns_without_breaking_names(registry: Project, elsewhere: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    result = CliRunner().invoke(cli, ["list", "--registry", str(registry.root)], env={"COLUMNS": "80"},
+                                terminal_width=80)
+    assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 80
+    assert "baron-pancreas-human@v1" in result.output  # the longest NAME@VERSION, whole on one line
