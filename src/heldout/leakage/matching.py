@@ -85,16 +85,22 @@ class ContentHits:
 
 
 @numba.njit(cache=True, nogil=True)
-def _in_sorted(values, lo, hi, x):  # noqa: ANN001, ANN202
-    """Binary search of x in values[lo:hi] (sorted)."""
-    end = hi
+def _lower(values, lo, hi, x):  # noqa: ANN001, ANN202
+    """The first position in values[lo:hi] (sorted) whose value is not below x."""
     while lo < hi:
         mid = (lo + hi) // 2
         if values[mid] < x:
             lo = mid + 1
         else:
             hi = mid
-    return lo < end and values[lo] == x
+    return lo
+
+
+@numba.njit(cache=True, nogil=True)
+def _in_sorted(values, lo, hi, x):  # noqa: ANN001, ANN202
+    """Whether x is in values[lo:hi] (sorted)."""
+    at = _lower(values, lo, hi, x)
+    return at < hi and values[at] == x
 
 
 @numba.njit(cache=True, nogil=True)
@@ -127,17 +133,6 @@ def _verify(ev_sketch, e_rows, cv_sketch, c_rows, gene_set, a_vals, a_off, b_val
                 n_same += 1
         compared[i] = n_cmp
         same[i] = n_same
-
-
-@numba.njit(cache=True, nogil=True)
-def _lower(values, lo, hi, x):  # noqa: ANN001, ANN202
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if values[mid] < x:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
