@@ -15,9 +15,9 @@ from pathlib import Path
 import yaml
 
 from heldout.project import Project
+from heldout.releases import TAG_PREFIX
 
 PINNED = ("census", "source", "primary_data", "labels", "split")
-TAG_PREFIX = "release/"
 
 
 def _git(root: Path, *args: str) -> str | None:

@@ -55,9 +55,9 @@ def observation_joinids(dataset_id: str, barcodes: pd.Series) -> np.ndarray:
 
 @functools.cache
 def ontology() -> object:
-    from cellxgene_ontology_guide.ontology_parser import OntologyParser
+    from heldout.ontologies import parser
 
-    return OntologyParser()
+    return parser()  # the same parser (and ontology set) validation checks labels against
 
 
 @functools.cache

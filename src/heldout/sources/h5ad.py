@@ -31,6 +31,21 @@ def holds_counts(block: sp.spmatrix | np.ndarray) -> bool:
     return bool(data.size == 0 or (np.isfinite(data).all() and (data >= 0).all() and (data == np.rint(data)).all()))
 
 
+def counts_matrix(adata: ad.AnnData, what: str, choice: str = "auto") -> tuple[str, object, pd.DataFrame]:
+    """(``X`` or ``raw.X``, that matrix, its var): whichever holds raw counts (or the one asked for)."""
+    candidates = []
+    if choice in ("auto", "X"):
+        candidates.append(("X", adata.X, adata.var))
+    if choice in ("auto", "raw") and adata.raw is not None:
+        candidates.append(("raw.X", adata.raw.X, adata.raw.var))
+    for name, matrix, var in candidates:
+        if matrix is not None and holds_counts(matrix[: min(SAMPLE_ROWS, adata.n_obs)]):
+            return name, matrix, var
+    where = " and ".join(n for n, _, _ in candidates) or "no matrix"
+    msg = f"{what}: {where} hold no raw integer counts (found normalised or negative values)."
+    raise SourceError(msg, hint="heldout records and curates raw counts: keep them in X or in raw.X.")
+
+
 class H5adSource(CellSource):
     kind = "h5ad"
 
@@ -59,22 +74,8 @@ class H5adSource(CellSource):
         self.adata.file.close()
 
     def _counts_matrix(self, choice: str) -> tuple[object, pd.DataFrame]:
-        """``X`` or ``raw.X``: whichever holds raw counts (or the one asked for)."""
-        candidates = []
-        if choice in ("auto", "X"):
-            candidates.append(("X", self.adata.X, self.adata.var))
-        if choice in ("auto", "raw") and self.adata.raw is not None:
-            candidates.append(("raw.X", self.adata.raw.X, self.adata.raw.var))
-        for name, matrix, var in candidates:
-            if matrix is None:
-                continue
-            sample = matrix[: min(SAMPLE_ROWS, self.adata.n_obs)]
-            if holds_counts(sample):
-                self.counts_from = name
-                return matrix, var
-        where = " and ".join(n for n, _, _ in candidates) or "no matrix"
-        msg = f"{self.path}: {where} hold no raw integer counts (found normalised or negative values)."
-        raise SourceError(msg, hint="heldout records and curates raw counts: keep them in X or in raw.X.")
+        self.counts_from, matrix, var = counts_matrix(self.adata, str(self.path), choice)
+        return matrix, var
 
     def obs(self) -> pd.DataFrame:
         if self._obs is None:

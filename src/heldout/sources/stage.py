@@ -34,12 +34,12 @@ from heldout.cards.dataset import DatasetCard, ExternalSource
 from heldout.census import ResolvedCensus
 from heldout.errors import CardError, ChecksumMismatch, SourceError
 from heldout.project import Project
+from heldout.sources.h5ad import ID_COLUMNS, counts_matrix
 
 STAGED = Path(".heldout") / "staged"
 NEEDED = ("donor_id", "assay_ontology_term_id", "cell_type_ontology_term_id", "development_stage_ontology_term_id",
           "disease_ontology_term_id", "self_reported_ethnicity_ontology_term_id", "sex_ontology_term_id",
           "tissue_ontology_term_id", "suspension_type", "tissue_type")
-ID_COLUMNS = ("feature_id", "gene_ids", "gene_id", "ensembl_id")
 CHUNK = 1 << 20
 
 
@@ -73,8 +73,8 @@ def _stage(card: DatasetCard, spec: ExternalSource, project: Project, folder: Pa
     from heldout.mirror import build, sources
 
     adata = _read(spec, project)
-    counts, counts_from = _counts(adata, spec)
-    names = _gene_names(adata.raw.var if counts_from == "raw.X" else adata.var, spec)
+    counts_from, counts, counts_var = counts_matrix(adata, spec.uri)
+    names = _gene_names(counts_var, spec)
     x, var, unmapped = sources._dataset(counts, names, spec.organism.value, key=card.name,  # noqa: SLF001
                                         by=spec.genes, max_lost=spec.max_lost_count_fraction,
                                         what=f"the {spec.kind} source of card")
@@ -143,7 +143,9 @@ def fetch_h5ad(uri: str, sha256: str, project: Project) -> Path:
 
 
 def _cache_dir() -> Path:
-    root = Path(os.environ.get("HELDOUT_CACHE", Path.home() / ".cache" / "heldout")) / "sources"
+    from heldout.pull import cache_root
+
+    root = cache_root().parent / "sources"  # beside the release objects, under $HELDOUT_CACHE
     root.mkdir(parents=True, exist_ok=True)
     return root
 
@@ -162,16 +164,6 @@ def _download(uri: str, dest: Path) -> None:
         raise SourceError(msg, hint="Check the URL and the network (s3:// needs s3fs and credentials).") from None
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def _counts(adata: ad.AnnData, spec: ExternalSource) -> tuple[object, str]:
-    from heldout.sources.h5ad import holds_counts
-
-    for name, matrix in (("X", adata.X), ("raw.X", adata.raw.X if adata.raw is not None else None)):
-        if matrix is not None and holds_counts(matrix[: min(500, adata.n_obs)]):
-            return matrix, name
-    msg = f"{spec.uri}: neither X nor raw.X holds raw integer counts."
-    raise SourceError(msg, hint="heldout curates raw counts: keep them in X or raw.X.")
 
 
 def _gene_names(var: pd.DataFrame, spec: ExternalSource) -> pd.Series:
