@@ -11,12 +11,12 @@ import logging
 import sys
 
 import click
-from rich.console import Console
 from rich.markup import escape
 
+from heldout.cli._render import FreshConsole
 from heldout.errors import HeldoutError
 
-err_console = Console(stderr=True, highlight=False)
+err_console = FreshConsole(stderr=True, highlight=False)
 OS_ERROR_EXIT = 2  # as click's usage errors: the input (a path) is wrong
 
 

@@ -12,7 +12,19 @@ from rich.table import Table
 if TYPE_CHECKING:  # importing validation pulls in anndata/pandera: keep `heldout --help` fast
     from heldout.validation import ValidationReport
 
-console = Console(highlight=False, soft_wrap=True)
+
+class FreshConsole:
+    """A rich Console built at each use. Console() fixes its width from COLUMNS when it is built, so one
+    built at import would keep the width of whatever process imported it first (a wide CI terminal)."""
+
+    def __init__(self, **options: object) -> None:
+        self._options = options
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(Console(**self._options), name)
+
+
+console = FreshConsole(highlight=False, soft_wrap=True)
 NO_WRAP_MAX = 24  # a column whose values are all at most this long is never wrapped
 
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
