@@ -225,7 +225,7 @@ def test_bad_inputs_are_named(registry: Project, emb: dict, tmp_path: Path) -> N
 
 def test_leiden_on_identical_points() -> None:
     labels = np.repeat(["a", "b", "c"], 50)
-    assert metrics.clustering(one_hot(labels), labels, seed=0)["ari_leiden"] == pytest.approx(1.0)
+    assert [r["ari_leiden"] for r in metrics.clustering(one_hot(labels), labels, seeds=[0, 1])] == pytest.approx([1.0, 1.0])
 
 
 def test_diffusion_spectrum_is_exact_and_deterministic_on_identical_points() -> None:
@@ -281,3 +281,28 @@ def test_recheck_uses_the_release_cards(registry: Project, emb: dict, tmp_path: 
     assert recheck.tier == "GRAY" and recheck.card_source == "registry"
     html_report(records, {key: recheck}, tmp_path / "x.html")
     assert json.dumps(records[0]["evidence"])  # evidence stored as plain JSON
+
+
+def test_forest_bootstrap_is_capped_on_large_training_sets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beyond FOREST_BOOTSTRAP_MAX training cells each tree draws that many cells: still seeded and accurate."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    seen: list[object] = []
+    real_fit = RandomForestClassifier.fit
+
+    def spy(self, x, y, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        seen.append(self.max_samples)
+        return real_fit(self, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(RandomForestClassifier, "fit", spy)
+    monkeypatch.setattr(metrics, "FOREST_BOOTSTRAP_MAX", 200)
+    rng = np.random.default_rng(3)
+    labels = np.repeat(["a", "b", "c"], 400)
+    x = one_hot(labels) * 4 + rng.standard_normal((1200, 3))
+    train = np.arange(1200) % 4 != 0
+    first = metrics.classify(x[train], labels[train], x[~train], "random_forest", seed=1)
+    again = metrics.classify(x[train], labels[train], x[~train], "random_forest", seed=1)
+    small = metrics.classify(x[train][:150], labels[train][:150], x[~train], "random_forest", seed=1)
+    assert seen == [200, 200, None]  # capped above the limit, the standard bootstrap below it
+    assert (first == again).all() and (first == labels[~train]).mean() > 0.9
+    assert small.shape == first.shape

@@ -34,6 +34,8 @@ from heldout.errors import EvaluationError
 from heldout.evaluation.tasks import BATCH, BIO
 
 NEIGHBOURS = (15, 50, 90)  # as scib-metrics' Benchmarker
+FOREST_TREES = 200
+FOREST_BOOTSTRAP_MAX = 10_000  # cells drawn per tree: a forest's cost stops growing with the training set
 
 
 def classify(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, classifier: str, seed: int) -> np.ndarray:
@@ -44,6 +46,12 @@ def classify(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, class
     on the glioma task it cost logistic regression and kNN every macrophage).
     It is centred and divided by one scalar (the train cells' RMS coordinate), so
     logistic regression's penalty does not depend on the embedding's units.
+
+    Each tree of the random forest grows on a bootstrap sample of the training
+    cells, as usual, but of at most ``FOREST_BOOTSTRAP_MAX`` cells: up to that many
+    training cells this is scikit-learn's standard forest; beyond it the cost of a
+    tree stays flat (on 50k training cells of a 100k replicate: 51 s per forest
+    with full bootstraps on one core, 12 s capped on two, accuracy 0.9999 vs 0.998).
     """
     centre = train_x.mean(axis=0)
     scale = float(np.sqrt(np.mean((train_x - centre) ** 2))) or 1.0
@@ -53,7 +61,9 @@ def classify(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, class
     elif classifier == "knn":
         model = KNeighborsClassifier(n_neighbors=min(15, len(train_x)), weights="distance")
     else:
-        model = RandomForestClassifier(n_estimators=200, class_weight="balanced", random_state=seed, n_jobs=1)
+        bootstrap = FOREST_BOOTSTRAP_MAX if len(train_x) > FOREST_BOOTSTRAP_MAX else None
+        model = RandomForestClassifier(n_estimators=FOREST_TREES, class_weight="balanced", random_state=seed,
+                                       max_samples=bootstrap, n_jobs=-1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence notices on tiny or random inputs
         model.fit(train_x, train_y)
@@ -78,11 +88,10 @@ def exact_neighbors(x: np.ndarray, k: int):  # noqa: ANN201 - scib_metrics Neigh
     return NeighborsResults(indices=indices, distances=distances)
 
 
-def _leiden(x: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, float]:
+def _leiden(graph, labels: np.ndarray, seed: int) -> dict[str, float]:  # noqa: ANN001 - NeighborsResults
     import scib_metrics
 
-    result = scib_metrics.nmi_ari_cluster_labels_leiden(exact_neighbors(x, 15), labels, optimize_resolution=True,
-                                                        seed=seed)
+    result = scib_metrics.nmi_ari_cluster_labels_leiden(graph, labels, optimize_resolution=True, seed=seed)
     return {"nmi": float(result["nmi"]), "ari": float(result["ari"])}
 
 
@@ -93,15 +102,20 @@ def _kmeans(x: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, float]:
             "ari": float(adjusted_rand_score(labels, predicted))}
 
 
-def clustering(x: np.ndarray, labels: np.ndarray, *, seed: int) -> dict[str, float]:
-    """k-means (k = number of labels) and Leiden (scib-metrics, resolution optimised over 10 values).
+def clustering(x: np.ndarray, labels: np.ndarray, *, seeds: list[int]) -> list[dict[str, float]]:
+    """k-means (k = number of labels) and Leiden (scib-metrics, resolution optimised over 10 values), per seed.
 
     Leiden runs on a 15-NN graph with UMAP connectivities (scanpy's and
     scib-metrics' graph), which stays connected when many cells have identical
-    embeddings: a one-hot label embedding scores 1, not 0.
+    embeddings: a one-hot label embedding scores 1, not 0. The graph does not
+    depend on the seed, so it is built once for all seeds.
     """
-    km, ld = _kmeans(x, labels, seed), _leiden(x, labels, seed)
-    return {"ari_kmeans": km["ari"], "nmi_kmeans": km["nmi"], "ari_leiden": ld["ari"], "nmi_leiden": ld["nmi"]}
+    graph = exact_neighbors(x, 15)
+    out = []
+    for seed in seeds:
+        km, ld = _kmeans(x, labels, seed), _leiden(graph, labels, seed)
+        out.append({"ari_kmeans": km["ari"], "nmi_kmeans": km["nmi"], "ari_leiden": ld["ari"], "nmi_leiden": ld["nmi"]})
+    return out
 
 
 DENSE_EIGEN_SMALL = 1000  # up to this many rows the spectrum is solved densely (milliseconds, exact)

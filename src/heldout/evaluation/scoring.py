@@ -105,8 +105,8 @@ def _clustering(task: TaskCard, data: TaskData, entries: list[Entry], scores: Sc
     _, test = _split_masks(task, data)
     labels = data.labels[test]
     for entry in entries:
-        for seed in scores.seeds:
-            for m, v in metrics.clustering(entry.embedding[test], labels, seed=seed).items():
+        for values in metrics.clustering(entry.embedding[test], labels, seeds=scores.seeds):
+            for m, v in values.items():
                 scores.add(entry.name, m, v)
 
 
