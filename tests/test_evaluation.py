@@ -306,3 +306,19 @@ def test_forest_bootstrap_is_capped_on_large_training_sets(monkeypatch: pytest.M
     assert seen == [200, 200, None]  # capped above the limit, the standard bootstrap below it
     assert (first == again).all() and (first == labels[~train]).mean() > 0.9
     assert small.shape == first.shape
+
+
+def test_leiden_is_scib_metrics_leiden() -> None:
+    """One igraph graph for every resolution and seed gives exactly scib-metrics' Leiden NMI/ARI per seed."""
+    import scib_metrics
+
+    rng = np.random.default_rng(2)
+    x = np.concatenate([rng.normal(c, 1.0, (80, 4)) for c in (0.0, 1.5, 3.0)])
+    labels = np.repeat(["a", "b", "c"], 80)
+    graph = metrics.exact_neighbors(x, 15)
+    ours = metrics._leiden(graph, labels, [0, 1, 7])
+    for seed, values in zip([0, 1, 7], ours, strict=True):
+        reference = scib_metrics.nmi_ari_cluster_labels_leiden(metrics.exact_neighbors(x, 15), labels,
+                                                              optimize_resolution=True, seed=seed)
+        assert values == {"nmi": pytest.approx(float(reference["nmi"]), abs=0),
+                          "ari": pytest.approx(float(reference["ari"]), abs=0)}

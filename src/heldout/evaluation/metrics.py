@@ -84,15 +84,40 @@ def exact_neighbors(x: np.ndarray, k: int):  # noqa: ANN201 - scib_metrics Neigh
     from scib_metrics.nearest_neighbors import NeighborsResults
 
     k = min(k, len(x))
-    distances, indices = NearestNeighbors(n_neighbors=k).fit(x).kneighbors(x)
+    distances, indices = NearestNeighbors(n_neighbors=k, n_jobs=-1).fit(x).kneighbors(x)
     return NeighborsResults(indices=indices, distances=distances)
 
 
-def _leiden(graph, labels: np.ndarray, seed: int) -> dict[str, float]:  # noqa: ANN001 - NeighborsResults
-    import scib_metrics
+LEIDEN_RESOLUTIONS = tuple(2 * x / 10 for x in range(1, 11))  # scib-metrics' optimize_resolution grid
 
-    result = scib_metrics.nmi_ari_cluster_labels_leiden(graph, labels, optimize_resolution=True, seed=seed)
-    return {"nmi": float(result["nmi"]), "ari": float(result["ari"])}
+
+def _leiden(graph, labels: np.ndarray, seeds: list[int]) -> list[dict[str, float]]:  # noqa: ANN001
+    """scib-metrics' ``nmi_ari_cluster_labels_leiden(optimize_resolution=True)`` for every seed.
+
+    The same steps (igraph's RNG seeded with ``random.Random(seed)`` before each
+    clustering, modularity Leiden at each of the 10 resolutions, the NMI-best
+    resolution's NMI and ARI), but the igraph graph is built once per embedding:
+    scib-metrics builds it again for every resolution and seed, which at 100k
+    cells is 2.7 s of each 4 s clustering.
+    """
+    import random
+
+    import igraph
+
+    network = igraph.Graph.Weighted_Adjacency(graph.knn_graph_connectivities, mode="directed")
+    network.to_undirected(mode="each")  # as scib-metrics (and scanpy) do
+    out = []
+    for seed in seeds:
+        runs = []
+        for resolution in LEIDEN_RESOLUTIONS:
+            igraph.set_random_number_generator(random.Random(seed))
+            predicted = np.asarray(network.community_leiden(objective_function="modularity", weights="weight",
+                                                            resolution=resolution).membership)
+            runs.append((normalized_mutual_info_score(labels, predicted, average_method="arithmetic"),
+                         adjusted_rand_score(labels, predicted)))
+        nmi, ari = runs[int(np.argmax([nmi for nmi, _ in runs]))]
+        out.append({"nmi": float(nmi), "ari": float(ari)})
+    return out
 
 
 def _kmeans(x: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, float]:
@@ -110,10 +135,10 @@ def clustering(x: np.ndarray, labels: np.ndarray, *, seeds: list[int]) -> list[d
     embeddings: a one-hot label embedding scores 1, not 0. The graph does not
     depend on the seed, so it is built once for all seeds.
     """
-    graph = exact_neighbors(x, 15)
+    leiden = _leiden(exact_neighbors(x, 15), labels, seeds)
     out = []
-    for seed in seeds:
-        km, ld = _kmeans(x, labels, seed), _leiden(graph, labels, seed)
+    for seed, ld in zip(seeds, leiden, strict=True):
+        km = _kmeans(x, labels, seed)
         out.append({"ari_kmeans": km["ari"], "nmi_kmeans": km["nmi"], "ari_leiden": ld["ari"], "nmi_leiden": ld["nmi"]})
     return out
 
