@@ -322,3 +322,7 @@ def test_leiden_is_scib_metrics_leiden() -> None:
                                                               optimize_resolution=True, seed=seed)
         assert values == {"nmi": pytest.approx(float(reference["nmi"]), abs=0),
                           "ari": pytest.approx(float(reference["ari"]), abs=0)}
+    parallel = pytest.MonkeyPatch.context()
+    with parallel as patch:  # the worker-process path gives the same numbers
+        patch.setattr(metrics, "LEIDEN_PARALLEL_MIN", 0)
+        assert metrics._leiden(graph, labels, [0, 1, 7]) == ours
