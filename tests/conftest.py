@@ -19,8 +19,7 @@ import yaml
 
 from heldout.mirror.build import DEFAULT_VERSION, build_mirror
 from heldout.project import Project
-from heldout.scaffold import init_registry
-from tests.helpers import run_ok
+from tests.helpers import readme_block, run_ok, run_script
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -78,13 +77,19 @@ def curated(tmp_path_factory: pytest.TempPathFactory, mirror_root: Path) -> Proj
 
 
 @pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Project:
+def walkthrough(tmp_path_factory: pytest.TempPathFactory) -> tuple[Project, str]:
+    """The README's "use heldout in your own registry" walkthrough, run as written: a registry made
+    by `heldout init`, a dataset PR checked by its CI script, merged, built and released as v1."""
     base = tmp_path_factory.mktemp("registry")
-    project = init_registry(base / "reg", template=Project(REPO))
-    run_ok(project.root, "dvc", "repro", "-q")
-    run_ok(project.root, "git", "add", "-A")
-    run_ok(project.root, "git", "commit", "-qm", "build")
-    run_ok(project.root, "heldout", "release", "v1")
+    proc = run_script(base, readme_block("registry walkthrough"))
+    assert proc.returncode == 0, f"README walkthrough failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return Project(base / "my-registry"), proc.stdout
+
+
+@pytest.fixture(scope="session")
+def registry(walkthrough: tuple[Project, str]) -> Project:
+    """The walkthrough's registry (release v1 of every card), then release v2 with a new glioma split seed."""
+    project, _ = walkthrough
     card = project.registry / "datasets" / "glioma-tirosh2016.yaml"
     card.write_text(card.read_text().replace("seed: 0", "seed: 3"))
     run_ok(project.root, "dvc", "repro", "-q")

@@ -21,3 +21,23 @@ def run_ok(cwd: Path, *cmd: str) -> str:
     proc = run_cmd(cwd, *cmd)
     assert proc.returncode == 0, f"{cmd}: {proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
     return proc.stdout
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_block(marker: str) -> str:
+    """The first ```bash block after the line ``<!-- run: MARKER ...``: README commands tests run as written.
+
+    .ci/wheel-check extracts the same block with awk, so the README, the test and CI run one text.
+    """
+    lines = README.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"<!-- run: {marker}"))
+    opening = next(i for i in range(start, len(lines)) if lines[i].startswith("```bash"))
+    closing = next(i for i in range(opening + 1, len(lines)) if lines[i].startswith("```"))
+    return "\n".join(lines[opening + 1:closing]) + "\n"
+
+
+def run_script(cwd: Path, script: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a bash script (errexit, pipefail) with this environment's tools first on PATH."""
+    return run_cmd(cwd, "bash", "-euo", "pipefail", "-c", script, env=env)

@@ -67,10 +67,9 @@ def test_released_corpora_are_verified_when_pulled(released: Path, tmp_path: Pat
     root = materialize_corpora("v3", released)
     manifest = root / "corpora" / "pancreas-typist" / "labelled-cells" / "manifest.yaml"
     assert manifest.exists() and (manifest.parent / "data" / "donors.parquet").exists()
-    cached = next((tmp_path / "cache" / "objects").rglob("*"))
-    while cached.is_dir():
-        cached = next(cached.iterdir())
-    with open(cached, "r+b") as fh:  # corrupt one cached object
+    donors_sha = sha256_file(manifest.parent / "data" / "donors.parquet")
+    [cached] = [p for p in (tmp_path / "cache" / "objects").rglob("*") if p.is_file() and p.name == donors_sha]
+    with open(cached, "r+b") as fh:  # corrupt the cached object behind one parquet file
         fh.write(b"corrupt")
     for target in (root / "corpora").rglob("*.parquet"):
         target.unlink()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import anndata as ad
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -227,3 +228,16 @@ def test_list_fits_80_columns_without_breaking_names(registry: Project, elsewher
     too_wide = [line for line in result.output.splitlines() if len(line) > 80]
     assert not too_wide, result.output
     assert "baron-pancreas-human@v1" in result.output  # the longest NAME@VERSION, whole on one line
+
+
+def test_pull_out_writes_the_self_describing_anndata(registry: Project, elsewhere: Path) -> None:
+    out = elsewhere / "glioma-test.h5ad"
+    result = CliRunner().invoke(cli, ["pull", "glioma-tirosh2016@v1", "--registry", str(registry.root), "-o", str(out),
+                                      "--split", "test"])
+    assert result.exit_code == 0, result.output
+    assert "with obs['split'] and uns['heldout']; test cells only" in result.output
+    adata = ad.read_h5ad(out)
+    assert set(adata.obs["split"]) == {"test"} and adata.uns["heldout"]["release"] == "v1"
+    assert adata.n_obs == heldout.load("glioma-tirosh2016@v1", registry=registry.root, split="test").n_obs
+    bad = CliRunner().invoke(cli, ["pull", "glioma-tirosh2016@v1", "--registry", str(registry.root), "--split", "test"])
+    assert bad.exit_code == 2 and "--split needs -o/--out" in bad.output

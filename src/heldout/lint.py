@@ -29,6 +29,8 @@ class CardLint:
     n_cells: int | None = None
     n_donors: int | None = None
     n_datasets: int | None = None
+    source: str = ""  # where the cells come from (Census source and version, or the external file)
+    selection: str = ""  # the obs filter the card applies
 
 
 def lint_cards(*, project: Project | None = None, dry_run: bool = False,
@@ -51,6 +53,9 @@ def lint_cards(*, project: Project | None = None, dry_run: bool = False,
             continue
         if changed_since:
             result.problems += released_change_problems(project, name, card.to_dict())
+        result.source = (f"{card.source.kind} {card.source.uri}" if card.source is not None
+                         else f"{card.census.source} {card.census.version}")  # type: ignore[union-attr]
+        result.selection = f"{card.organism.value}: {card.obs_filter}"
         cards[name] = card
     by_source: dict[tuple, list[str]] = {}
     for name, card in cards.items():
@@ -141,3 +146,27 @@ def _filter_names(expression: str) -> list[str]:
         return []
     keywords = {"True", "False", "None", "and", "or", "not", "in"}
     return list(dict.fromkeys(n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id not in keywords))
+
+
+def markdown_summary(results: list[CardLint], *, dry_run: bool, changed_since: str | None = None) -> str:
+    """The lint result as Markdown, for a reviewer reading a pull request (a CI job summary)."""
+    cards = f"{len(results)} card{'' if len(results) == 1 else 's'}"
+    scope = f"{cards} changed since `{changed_since}`" if changed_since else f"every card ({cards})"
+    bad = [r for r in results if r.problems]
+    head = (f"## heldout lint{' --dry-run' if dry_run else ''}: "
+            f"{'FAILED, ' + str(len(bad)) + ' card(s) with problems' if bad else 'passed'}\n\n"
+            f"Checked {scope}.\n")
+    if not results:
+        return head + "\nNo dataset card changed.\n"
+    columns = ["card", "status", "source", "selects"] + (["datasets", "donors", "cells"] if dry_run else [])
+    lines = [head, "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in results:
+        row = [f"`{r.name}`", "ok" if not r.problems else f"**{len(r.problems)} problem(s)**", r.source,
+               f"`{r.selection}`" if r.selection else ""]
+        if dry_run:
+            row += ["" if v is None else f"{v:,}" for v in (r.n_datasets, r.n_donors, r.n_cells)]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+    if bad:
+        lines += ["", "### Problems", ""]
+        lines += [f"- `{r.name}`: {' '.join(problem.split())}" for r in bad for problem in r.problems]
+    return "\n".join(lines) + "\n"

@@ -2,9 +2,10 @@
 
 A project is a folder with ``registry/`` (cards), ``schemas/`` (pandera YAML),
 ``curation/`` (declarative label maps), ``splits/``, ``params.yaml`` and
-``dvc.yaml``. Commands look for it upwards from the working directory; the
-source checkout heldout was installed from is the fallback, so the bundled
-schemas are always found.
+``dvc.yaml``. Commands look for it upwards from the working directory; for
+read-only uses the registry template heldout carries (heldout.template: the
+wheel's copy, or the source checkout) is the fallback, so the bundled schemas
+and task cards are always found.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from heldout.errors import HeldoutError
+from heldout.template import template_root
 
 MARKER = "registry"
 
@@ -32,7 +34,7 @@ class Project:
     @property
     def schemas(self) -> Path:
         own = self.root / "schemas"
-        return own if own.exists() else _source_checkout() / "schemas"
+        return own if own.exists() else template_root() / "schemas"
 
     @property
     def curation(self) -> Path:
@@ -52,15 +54,11 @@ class Project:
         return self.registry / "releases"
 
 
-def _source_checkout() -> Path:
-    return Path(__file__).resolve().parents[2]
-
-
 def find_project(start: str | Path | None = None, *, fallback: bool = False) -> Project:
     """The nearest folder at or above ``start`` (default: cwd) holding ``registry/``, or $HELDOUT_PROJECT.
 
     ``fallback``: for read-only uses that need only the bundled cards and schemas (an audit of a
-    release, task cards), the source checkout heldout runs from stands in. Commands that write
+    release, task cards), the registry template heldout carries stands in. Commands that write
     never fall back: outside a registry they say how to point at one.
     """
     env = os.environ.get("HELDOUT_PROJECT")
@@ -70,9 +68,9 @@ def find_project(start: str | Path | None = None, *, fallback: bool = False) -> 
     for folder in (here, *here.parents):
         if (folder / MARKER).is_dir():
             return Project(folder)
-    checkout = _source_checkout()
-    if fallback and (checkout / MARKER).is_dir():
-        return Project(checkout)
+    template = template_root()
+    if fallback and (template / MARKER).is_dir():
+        return Project(template)
     msg = f"No heldout registry (a folder with {MARKER}/) at or above {here}."
     raise HeldoutError(msg, hint="cd into a registry, set HELDOUT_PROJECT=/path/to/registry, pass --registry where "
                                  "the command has it, or create one with `heldout init DIR`.")
@@ -83,4 +81,4 @@ def bundled_schemas() -> Path:
     try:
         return find_project().schemas
     except HeldoutError:
-        return _source_checkout() / "schemas"
+        return template_root() / "schemas"

@@ -103,6 +103,7 @@ class Pulled:
     artifact: Artifact
     manifest: ReleaseManifest
     retracted: bool
+    artifact_name: str = "h5ad"
 
 
 def resolve(ref: str, registry: str | Path | None = None) -> tuple[str, str, ReleaseIndex, ReleaseManifest]:
@@ -131,7 +132,7 @@ def pull(ref: str, *, registry: str | Path | None = None, artifact: str = "h5ad"
     cached = fetch_verified(record, registry=registry, version=version, manifest=manifest, remote_url=remote_url,
                             what=f"{name}@{version} {artifact}")
     return Pulled(name=name, version=version, path=cached, artifact=record, manifest=manifest,
-                  retracted=entry.retracted)
+                  retracted=entry.retracted, artifact_name=artifact)
 
 
 _WARNED: set[tuple[str, str]] = set()
@@ -251,10 +252,29 @@ def load(ref: str, *, registry: str | Path | None = None, split: str | None = No
     ``uns["heldout"]`` the provenance: name, release and whether it is retracted, the h5ad's
     sha256, the card, the lock, the Census source and version, and the split seed.
     """
+    return describe(pull(ref, registry=registry, **kwargs), registry=registry, split=split)  # type: ignore[arg-type]
+
+
+def write_pulled(pulled: Pulled, out: str | Path, *, registry: str | Path | None = None,
+                 split: str | None = None) -> Path:
+    """Write a pulled artifact to ``out`` atomically; the h5ad as the AnnData that describes itself."""
+    import shutil
+
+    from heldout._files import atomic_path
+
+    with atomic_path(out) as tmp:
+        if pulled.artifact_name == "h5ad":
+            describe(pulled, registry=registry, split=split).write_h5ad(tmp)
+        else:
+            shutil.copyfile(pulled.path, tmp)
+    return Path(out)
+
+
+def describe(pulled: Pulled, *, registry: str | Path | None = None, split: str | None = None):  # noqa: ANN201
+    """The pulled h5ad with its split (obs) and provenance (uns["heldout"]); see ``load``."""
     import anndata as ad
     import pandas as pd
 
-    pulled = pull(ref, registry=registry, **kwargs)  # type: ignore[arg-type]
     adata = ad.read_h5ad(pulled.path)
     release = pulled.manifest.datasets[pulled.name]
     index = read_index(registry)

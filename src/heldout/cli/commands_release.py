@@ -21,15 +21,21 @@ REGISTRY_OPTION = click.option("--registry", default=None,
 @click.option("--changed-since", default=None, metavar="REF",
               help="Only the cards changed since git REF (e.g. origin/main); refuse changes to what a released "
                    "card pins.")
+@click.option("--summary", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the result as Markdown to this file (a pull request's CI summary).")
 @MIRROR_OPTION
-def lint(dry_run: bool, changed_since: str | None, mirror_root: Path | None) -> None:
+def lint(dry_run: bool, changed_since: str | None, summary: Path | None, mirror_root: Path | None) -> None:
     """Check every dataset card (schema, pinned version, filter, label columns).
 
-    CI runs this on every pull request; see CONTRIBUTING.md. Nothing is written.
+    CI runs this on every pull request (ci/check-dataset-pr in a registry made by
+    `heldout init`; see CONTRIBUTING.md). Nothing but the --summary file is written.
     """
-    from heldout.lint import lint_cards
+    from heldout._files import write_text_atomic
+    from heldout.lint import lint_cards, markdown_summary
 
     results = lint_cards(dry_run=dry_run, mirror_root=mirror_root, changed_since=changed_since)
+    if summary:
+        write_text_atomic(summary, markdown_summary(results, dry_run=dry_run, changed_since=changed_since))
     columns = ["card", "status"] + (["datasets", "donors", "cells"] if dry_run else [])
     _render.table("dataset cards", columns, (
         [r.name, "ok" if not r.problems else f"{len(r.problems)} problem(s)"]
@@ -105,19 +111,26 @@ def retract(version: str, reason: str, replaced_by: str | None) -> None:
               help="Which artifact: h5ad, lock, fingerprints, split_assignment, ...")
 @click.option("--remote-url", default=None, help="Override the DVC remote recorded in the release.")
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also copy the verified file here.")
-def pull(ref: str, registry: str | None, artifact: str, remote_url: str | None, out: Path | None) -> None:
+              help="Also write the file here; for the h5ad, the AnnData that describes itself (obs['split'], "
+                   "uns['heldout']: release, retraction, sha256, card, lock, Census source, split seed).")
+@click.option("--split", "split", default=None, help="With -o and the h5ad: keep only this split's cells (e.g. test).")
+def pull(ref: str, registry: str | None, artifact: str, remote_url: str | None, out: Path | None,
+         split: str | None) -> None:
     """Fetch NAME@VERSION (NAME alone = stable) through DVC and verify its sha256."""
-    import shutil
-
     from heldout.pull import pull as run
+    from heldout.pull import write_pulled
 
+    if split and (artifact != "h5ad" or not out):
+        raise click.UsageError("--split needs -o/--out and the h5ad artifact.")
     pulled = run(ref, registry=registry, artifact=artifact, remote_url=remote_url)
     if out:
-        shutil.copyfile(pulled.path, out)
+        write_pulled(pulled, out, registry=registry, split=split)
     note = " [yellow](RETRACTED release)[/]" if pulled.retracted else ""
-    console.print(f"{pulled.name}@{pulled.version} {artifact}: {out or pulled.path} "
-                  f"(sha256 {pulled.artifact.sha256[:12]}..., verified){note}")
+    where = pulled.path if not out else \
+        f"{out} (with obs['split'] and uns['heldout']{'; ' + split + ' cells only' if split else ''})" \
+        if artifact == "h5ad" else out
+    console.print(f"{pulled.name}@{pulled.version} {artifact} (sha256 {pulled.artifact.sha256[:12]}..., verified): "
+                  f"{where}{note}", soft_wrap=True)
 
 
 @click.command("list")
@@ -149,12 +162,16 @@ COMMANDS = [lint, release, doctor, retract, pull, list_cmd, show]
 @click.argument("path", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--remote", default=None, help="DVC remote URL (default: a folder PATH-dvc-remote beside it).")
 def init(path: Path, remote: str | None) -> None:
-    """Create a new registry repo at PATH (git + DVC + this project's cards and pipeline)."""
+    """Create a new registry repo at PATH: git + DVC + heldout's registry template (cards, schemas,
+    curation maps, dvc.yaml, params.yaml, contributing guide, PR template) + the CI that checks
+    dataset pull requests (ci/check-dataset-pr and a GitHub Actions workflow calling it)."""
     from heldout.scaffold import init_registry
 
     project = init_registry(path, remote=remote)
-    console.print(f"registry at {project.root}: next, `cd {path} && dvc repro && git add -A && "
-                  "git commit -m 'Build' && heldout release v1`")
+    console.print(f"registry at {project.root}\n"
+                  f"next: cd {path} && dvc repro && git add -A && git commit -m 'Build' && heldout release v1\n"
+                  "a dataset PR is checked by ci/check-dataset-pr BASE (CI: .github/workflows/dataset-pr.yml)",
+                  markup=False, soft_wrap=True)
 
 
 COMMANDS.append(init)
