@@ -84,7 +84,9 @@ def exact_neighbors(x: np.ndarray, k: int):  # noqa: ANN201 - scib_metrics Neigh
     from scib_metrics.nearest_neighbors import NeighborsResults
 
     k = min(k, len(x))
-    distances, indices = NearestNeighbors(n_neighbors=k, n_jobs=-1).fit(x).kneighbors(x)
+    # brute force: a k-d tree (scikit-learn's choice below 16 dimensions) degrades to quadratic
+    # work per query on embeddings with many identical points (one-hot labels)
+    distances, indices = NearestNeighbors(n_neighbors=k, algorithm="brute", n_jobs=-1).fit(x).kneighbors(x)
     return NeighborsResults(indices=indices, distances=distances)
 
 
