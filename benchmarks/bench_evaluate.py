@@ -1,6 +1,6 @@
 """Time and peak memory of the full evaluation suite: every task, its controls, 5 seeds.
 
-    .venv/bin/python benchmarks/bench_evaluate.py [--replicates 46] [--skip-large]
+    .venv/bin/python benchmarks/bench_evaluate.py [--replicates 46] [--skip-large] [--only TASK ...]
 
 Works in benchmarks/work/project-evaluate (a copy of this project's cards, schemas and curation maps)
 on curated data (``NAME@curated``). The model is the simple baseline's PCA of each task's datasets, so
@@ -81,13 +81,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--replicates", type=int, default=46)
     parser.add_argument("--skip-large", action="store_true")
+    parser.add_argument("--only", nargs="+", metavar="TASK", help="run only these tasks (bundled or 100k)")
     args = parser.parse_args()
+    wanted = (lambda task: task in args.only) if args.only else (lambda task: True)
     mirror = WORK / "mirror"
     if not (mirror / "release.json").exists():
         shutil.rmtree(mirror, ignore_errors=True)
         build_mirror(mirror, write_h5ads=False)
     proj, tasks = project(WORK / "project-evaluate", mirror)
-    for task in tasks:
+    for task in filter(wanted, tasks):
         print(json.dumps(run_step(STEP.format(root=str(proj.root), task=task))), flush=True)
     if args.skip_large:
         return
@@ -104,7 +106,7 @@ def main() -> None:
                   "baron-100k-integration": {**base, "name": "baron-100k-integration", "kind": "integration",
                                              "batch": "donor_id", "test_splits": ["all"]}}
     big, names = project(WORK / "project-evaluate-100k", big_mirror, {"baron-100k": card}, tasks_100k)
-    for task in names:
+    for task in filter(wanted, names):
         print(json.dumps(run_step(STEP.format(root=str(big.root), task=task))), flush=True)
 
 

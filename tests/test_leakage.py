@@ -11,6 +11,8 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import scipy.sparse as sp
 import yaml
 from click.testing import CliRunner
@@ -274,6 +276,22 @@ def test_fingerprints_ignore_gene_order_and_zeros() -> None:
     assert (fp[0] == fp[1]).all() and not (fp[0] == fp[2]).all()
     shuffled = cell_fingerprints(sp.csr_matrix(np.array([[5, 1]], dtype=np.float32)), keys[[2, 0]])
     assert (shuffled[0] == fp[0]).all() and (fp[3] == 0).all()
+
+
+@settings(max_examples=25, deadline=None)
+@given(n_keys=st.integers(0, 200_000), seed=st.integers(0, 2**32 - 1))
+def test_the_probe_filter_never_drops_a_key_and_rarely_passes_others(n_keys: int, seed: int) -> None:
+    """The blocked Bloom filter of the eval keys: no false negatives (a dropped key would hide a match),
+    and few false positives at its sizing (each one costs a binary search, never a wrong match)."""
+    from heldout.leakage.matching import _may_hold, bloom_words
+
+    rng = np.random.default_rng(seed)
+    keys = rng.integers(0, 2**64, size=n_keys, dtype=np.uint64)
+    words, shift = bloom_words(keys)
+    assert all(_may_hold(words, shift, k) for k in keys[:5000])
+    others = rng.integers(0, 2**64, size=20_000, dtype=np.uint64)
+    passed = np.mean([_may_hold(words, shift, k) for k in others])
+    assert passed < 0.02, passed
 
 
 def test_killed_recording_resumes_from_finished_partitions(leak: Project, mirror_root: Path, tmp_path: Path) -> None:
