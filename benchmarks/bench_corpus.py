@@ -5,16 +5,18 @@
 Every step runs in a fresh process (``_measure.run_step``) and reports its own wall time and peak RSS.
 
 1. Recording: ``heldout corpus record`` of every mouse cell of a mirror with N SYNTHETIC thinned copies
-   of the real 10k mouse brain cells (N=100: 1,010,000 cells), and of Baron human (100,674 cells: the 2,142
-   real ones and 46 SYNTHETIC thinned copies, ~1,550 genes each: many non-zeros per cell). Reported in cells/s and non-zeros/s, beside the
-   signature kernel alone on the same blocks and the anchor: reading the same X out of TileDB-SOMA.
+   of the real 10k mouse brain cells (N=100: 1,010,000 cells), and of Baron human (100,674 cells: the
+   2,142 real ones and 46 SYNTHETIC thinned copies, ~1,550 genes each: many non-zeros per cell).
+   Reported in cells/s and non-zeros/s, beside the signature kernel alone on the same blocks and the
+   anchor: reading the same X out of TileDB-SOMA.
 2. Live scan (``--rescan``): the same 1.01M-cell corpus streamed from the SOMA store and joined.
 3. Join against 100k eval cells, pinned to one core like the live scan it is compared with (steps 2-3).
    Realistic eval: 99,000 distinct Baron human cells plus 1,000 cells planted from the corpus. Stress eval:
    100,000 corpus cells, each with ~100 thinned synthetic siblings in that corpus (the replicated mirror),
    the worst case for near-duplicate candidates. On the recorded 1.01M manifest both; then on SYNTHETIC
-   manifests of 3M and 10M cells: the recorded rows replicated with every hash salted per copy (distinct, unrelated content of the same size) except the planted cells' own rows.
-   Peak memory should not grow with the manifest.
+   manifests of 3M and 10M cells: the recorded rows replicated with every hash salted per copy (distinct,
+   unrelated content of the same size) except the planted cells' own rows. Peak memory should not grow
+   with the manifest.
 """
 
 from __future__ import annotations

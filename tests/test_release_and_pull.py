@@ -113,6 +113,9 @@ def test_unknown_refs_are_clear(registry: Project, elsewhere: Path) -> None:
         pull("glioma-tirosh@v1", registry=registry.root)
     with pytest.raises(UsageError, match="Bad dataset reference"):
         pull("glioma@", registry=registry.root)
+    with pytest.raises(ReleaseError, match="is a folder but not a git repository") as info:
+        pull("glioma-tirosh2016@v1", registry=elsewhere)  # a plain folder: said plainly, not in DVC's words
+    assert "--registry" in info.value.hint
 
 
 def test_release_refusals(registry: Project) -> None:

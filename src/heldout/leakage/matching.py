@@ -172,8 +172,8 @@ def _probe_kernel(probe, words, shift, keys, key_off, owners, out_e, out_c, out_
     """One pass over a corpus batch: every (eval row, corpus row, key) where a corpus key equals an indexed key.
 
     Key 0 of ``keys``/``owners`` (ragged by ``key_off``) is the exact lane 0, keys 1.. the bands. Each row
-    first tests its nine keys against the blocked Bloom filter of the indexed keys without branches, so the memory
-    reads overlap; only the rare rows that pass are searched. Returns the number of pairs, or -1 if they do
+    first tests its nine keys against the blocked Bloom filter of the indexed keys without branches, so the
+    memory reads overlap; only the rare rows that pass are searched. Returns the number of pairs, or -1 if they do
     not fit in the output arrays (the caller retries with larger ones).
     """
     n = 0
