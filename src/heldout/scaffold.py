@@ -19,7 +19,7 @@ from pathlib import Path
 import heldout
 from heldout.errors import ReleaseError
 from heldout.project import Project
-from heldout.template import SCAFFOLD, TEMPLATE_DIRS, TEMPLATE_FILES, scaffold_file, template_root
+from heldout.template import EXECUTABLE, SCAFFOLD, TEMPLATE_DIRS, TEMPLATE_FILES, scaffold_file, template_root
 
 GITIGNORE = "/mirror\n/data\n/orthologs\n/results\n/.heldout\n/heldout-pr-summary.md\n.venv/\n__pycache__/\n"
 
@@ -50,7 +50,7 @@ def init_registry(path: str | Path, *, remote: str | None = None, template: Path
     for name, target in SCAFFOLD.items():
         (dest / target).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(scaffold_file(name), dest / target)
-        (dest / target).chmod(0o755 if name == "check-dataset-pr" else 0o644)
+        (dest / target).chmod(0o755 if name in EXECUTABLE else 0o644)
     (dest / "ci" / "requirements.txt").write_text(f"# the heldout that checks this registry's pull requests\n"
                                                  f"heldout=={heldout.__version__}\n")
     (dest / "registry" / "releases").mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ SCAFFOLD = {  # file in heldout/scaffold_files -> where `heldout init` writes it
     "dataset-pr.yml": ".github/workflows/dataset-pr.yml",
     "check-dataset-pr": "ci/check-dataset-pr",
 }
+EXECUTABLE = frozenset({"check-dataset-pr"})  # scaffold files written with mode 0755 (scripts CI runs)
 
 
 def _package() -> Path:

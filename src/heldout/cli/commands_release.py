@@ -126,9 +126,9 @@ def pull(ref: str, registry: str | None, artifact: str, remote_url: str | None, 
     if out:
         write_pulled(pulled, out, registry=registry, split=split)
     note = " [yellow](RETRACTED release)[/]" if pulled.retracted else ""
-    where = pulled.path if not out else \
-        f"{out} (with obs['split'] and uns['heldout']{'; ' + split + ' cells only' if split else ''})" \
-        if artifact == "h5ad" else out
+    where: object = out or pulled.path
+    if out and artifact == "h5ad":
+        where = f"{out} (with obs['split'] and uns['heldout']{'; ' + split + ' cells only' if split else ''})"
     console.print(f"{pulled.name}@{pulled.version} {artifact} (sha256 {pulled.artifact.sha256[:12]}..., verified): "
                   f"{where}{note}", soft_wrap=True)
 
