@@ -11,11 +11,11 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 import scipy.sparse as sp
 import yaml
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from heldout.cards.model import ModelCard, load_model_card
 from heldout.cli import cli

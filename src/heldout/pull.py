@@ -67,19 +67,17 @@ def _read(registry: str, path: str, rev: str | None = None) -> dict:
 
 
 def _read_text(registry: str, path: str, rev: str | None = None) -> str:
+    local = Path(registry)
+    if local.is_dir() and not (local / ".git").exists():
+        msg = f"{registry} is a folder but not a git repository, so it holds no heldout releases."
+        raise ReleaseError(msg, hint="Pass --registry with a registry's folder or git URL (one made by "
+                                     "`heldout init`), or set HELDOUT_PROJECT.")
     try:
-        local = Path(registry)
         if (local / ".git").exists():
             return _read_local(local, path, rev)
-        if local.is_dir():
-            msg = f"{registry} is a folder but not a git repository, so it holds no heldout releases."
-            raise ReleaseError(msg, hint="Pass --registry with a registry's folder or git URL (one made by "
-                                         "`heldout init`), or set HELDOUT_PROJECT.")
         import dvc.api
 
         return dvc.api.read(path, repo=registry, rev=rev)
-    except ReleaseError:
-        raise
     except FileNotFoundError:
         msg = f"{registry} has no {path}{f' at {rev}' if rev else ''}."
         raise ReleaseError(msg, hint="Is this a heldout registry with at least one release?") from None
