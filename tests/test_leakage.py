@@ -14,7 +14,7 @@ import pytest
 import scipy.sparse as sp
 import yaml
 from click.testing import CliRunner
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from heldout.cards.model import ModelCard, load_model_card
@@ -282,7 +282,7 @@ def test_fingerprints_ignore_gene_order_and_zeros() -> None:
 @given(n_keys=st.integers(0, 200_000), seed=st.integers(0, 2**32 - 1))
 def test_the_probe_filter_never_drops_a_key_and_rarely_passes_others(n_keys: int, seed: int) -> None:
     """The blocked Bloom filter of the eval keys: no false negatives (a dropped key would hide a match),
-    and few false positives at its sizing (each one costs a binary search, never a wrong match)."""
+    and few false positives at its sizing (each one costs a bucket lookup, never a wrong match)."""
     from heldout.leakage.matching import _may_hold, bloom_words
 
     rng = np.random.default_rng(seed)
@@ -292,6 +292,48 @@ def test_the_probe_filter_never_drops_a_key_and_rarely_passes_others(n_keys: int
     others = rng.integers(0, 2**64, size=20_000, dtype=np.uint64)
     passed = np.mean([_may_hold(words, shift, k) for k in others])
     assert passed < 0.02, passed
+
+
+@settings(max_examples=25, deadline=None)
+@given(n_lanes=st.integers(1, 9), n_keys=st.integers(0, 3000), n_rows=st.integers(0, 2000),
+       shared=st.floats(0, 1), seed=st.integers(0, 2**32 - 1))
+def test_the_probe_kernel_finds_exactly_the_pairs_a_brute_force_join_finds(
+        n_lanes: int, n_keys: int, n_rows: int, shared: float, seed: int) -> None:
+    """Filter + radix buckets: every (eval owner, corpus row, lane) whose keys are equal, nothing else,
+    with keys repeated across owners, keys clustered in one bucket, and empty (zero) band keys."""
+    from heldout.leakage.matching import _probe_kernel, _ragged, bloom_words, radix_table
+
+    rng = np.random.default_rng(seed)
+    pool = rng.integers(1, 2**64, size=max(1, n_keys // 3), dtype=np.uint64)
+    pool[: len(pool) // 4] &= np.uint64(0xFFFF)  # many keys sharing their top bits: one crowded bucket
+    lanes, owners = [], []
+    for _ in range(n_lanes):
+        keys = rng.choice(pool, size=n_keys)  # repeats: one key owned by several eval cells
+        order = np.argsort(keys, kind="stable")
+        lanes.append(keys[order])
+        owners.append(rng.integers(0, 10_000, size=n_keys)[order])
+    keys, key_off = _ragged(lanes)
+    owner = np.concatenate(owners).astype(np.int64) if owners else np.zeros(0, np.int64)
+    words, shift = bloom_words(keys)
+    radix, radix_shift = radix_table(keys, key_off)
+    probe = rng.integers(0, 2**64, size=(n_rows, n_lanes + 1), dtype=np.uint64)
+    from_pool = rng.random(probe.shape) < shared
+    probe[from_pool] = rng.choice(pool, size=int(from_pool.sum()))
+    probe[:, 2:][rng.random((n_rows, n_lanes - 1)) < 0.1] = 0  # empty band keys are never looked up
+    out = [np.empty(1 << 16, np.int64) for _ in range(3)]
+    n = _probe_kernel(probe, words, shift, keys, radix, radix_shift, owner, *out)
+    assume(n >= 0)  # more pairs than the output holds: the caller retries larger, tested through probe()
+    found = set(zip(*(o[:n].tolist() for o in out), strict=True))
+    expected = set()
+    for lane in range(n_lanes):
+        column = probe[:, 0] if lane == 0 else probe[:, lane + 1]
+        segment = slice(key_off[lane], key_off[lane + 1])
+        for row, value in enumerate(column):
+            if lane > 0 and value == 0:
+                continue
+            for e in owner[segment][keys[segment] == value]:
+                expected.add((int(e), row, lane))
+    assert found == expected
 
 
 def test_killed_recording_resumes_from_finished_partitions(leak: Project, mirror_root: Path, tmp_path: Path) -> None:
