@@ -1,8 +1,8 @@
 """SOMA sources: the Census (real or mini-Census) and any SOMA experiment written by tiledbsoma.
 
-Both read through ``Experiment.axis_query``: obs and var once, X streamed with
-``blockwise(axis=0).scipy()`` in obs order, with the bounded read buffers of
-:func:`heldout.census.streaming_context`.
+Both read through ``Experiment.axis_query``: obs and var once, X streamed in obs
+order by :func:`heldout.sources.x_blocks.x_blocks`, with the bounded read buffers
+of :func:`heldout.census.streaming_context`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import tiledbsoma as soma
 from heldout.census import ResolvedCensus, experiment, open_resolved, streaming_context
 from heldout.errors import CardError, SourceError, unknown_choice
 from heldout.sources.base import DATASET_COLUMNS, CellSource, check_obs
+from heldout.sources.x_blocks import x_blocks
 
 CELL_ID_COLUMNS = ("observation_joinid", "obs_id", "cell_id", "barcode")
 BLOCK_NNZ = 10_000_000  # non-zeros per X block: what bounds memory, whatever the cells' depth
@@ -68,16 +69,8 @@ class _QuerySource(CellSource):
         expected = obs["soma_joinid"].to_numpy()
         if "nnz" in obs.columns and len(obs):
             size = int(min(size, max(1_000, BLOCK_NNZ // max(float(obs["nnz"].mean()), 1.0))))
-        done = 0
-        for csr, (obs_joinids, _) in self.query.X(self.layer).blockwise(axis=0, size=size, eager=True).scipy():
-            if not np.array_equal(obs_joinids, expected[done:done + len(obs_joinids)]):
-                msg = f"{self.description} returned X blocks out of obs order; cannot stream safely."
-                raise SourceError(msg)
-            done += len(obs_joinids)
-            yield sp.csr_matrix(csr, dtype=np.float32)
-        if done != len(expected):
-            msg = f"{self.description} returned {done} rows of X for {len(expected)} cells."
-            raise SourceError(msg, hint="The store may be corrupt or partially written.")
+        x = self.exp.ms[self.measurement].X[self.layer]
+        yield from x_blocks(x, expected, self.var()["soma_joinid"].to_numpy(), size)
 
 
 class CensusSource(_QuerySource):
