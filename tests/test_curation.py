@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import anndata as ad
+import h5py
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -38,6 +39,8 @@ def test_curated_cells_equal_direct_tiledbsoma_read(curated: Project, mirror_roo
     assert adata.var_names.tolist() == direct.var["feature_id"].tolist()
     assert (adata.X != direct.X).nnz == 0
     assert validate_h5ad(h5ad).ok
+    with h5py.File(h5ad) as f:  # 64-bit row pointers: appending blocks past 2^31 non-zeros must not overflow
+        assert f["X/indptr"].dtype == np.int64
 
 
 def test_lock_records_what_was_resolved(curated: Project) -> None:

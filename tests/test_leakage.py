@@ -23,7 +23,7 @@ from heldout.corpora.manifest import read_manifest
 from heldout.corpora.model_corpora import record_model_corpora
 from heldout.curation import artifact_paths, curate
 from heldout.leakage.audit import audit, eval_from_curated, markdown_report
-from heldout.leakage.fingerprint import MIN_GENES, cell_fingerprints, gene_keys, signatures
+from heldout.leakage.fingerprint import MIN_GENES, band_keys, cell_fingerprints, gene_keys, signatures
 from heldout.leakage.matching import EvalIndex, match_corpus
 from heldout.leakage.tiers import Tier
 from heldout.mirror import sources
@@ -292,6 +292,32 @@ def test_the_probe_filter_never_drops_a_key_and_rarely_passes_others(n_keys: int
     others = rng.integers(0, 2**64, size=20_000, dtype=np.uint64)
     passed = np.mean([_may_hold(words, shift, k) for k in others])
     assert passed < 0.02, passed
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(0, 300), empty=st.floats(0, 1), seed=st.integers(0, 2**32 - 1))
+def test_band_keys_are_the_documented_hash_of_their_buckets(n: int, empty: float, seed: int) -> None:
+    """The numba band kernel equals the formula stored manifests were written with (numpy, band by band):
+    ``acc = splitmix64((acc ^ bucket) * GOLDEN)`` from the seed, 0 for an all-empty band."""
+    from heldout.leakage import fingerprint as fp
+
+    rng = np.random.default_rng(seed)
+    sketch = rng.integers(0, 2**64, size=(n, fp.SKETCH_BUCKETS), dtype=np.uint64)
+    sketch[rng.random(sketch.shape) < empty] = fp.EMPTY
+    grouped = sketch.reshape(n, fp.N_BANDS, fp.BUCKETS_PER_BAND)
+
+    def splitmix64(x: np.ndarray) -> np.ndarray:
+        z = x + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+    with np.errstate(over="ignore"):
+        expected = np.full((n, fp.N_BANDS), np.uint64(0x243F6A8885A308D3), dtype=np.uint64)
+        for i in range(fp.BUCKETS_PER_BAND):
+            expected = splitmix64((expected ^ grouped[:, :, i]) * np.uint64(0x9E3779B97F4A7C15))
+    expected[(grouped == fp.EMPTY).all(axis=2)] = 0
+    assert np.array_equal(band_keys(sketch), expected)
 
 
 @settings(max_examples=25, deadline=None)
