@@ -119,36 +119,38 @@ def check_term(value: str, rule: TermRule) -> TermVerdict:
 
 def _check_one(term: str, rule: TermRule) -> TermVerdict:
     p = parser(rule.schema_version)
-    allowed = _describe(rule)
     if term in rule.terms:
         return TermVerdict(True)
     if not TERM_SHAPE.match(term):
-        return TermVerdict(False, "not an ontology term id", f"use {allowed}", did_you_mean(term, rule))
+        return TermVerdict(False, "not an ontology term id", f"use {_describe(rule)}", did_you_mean(term, rule))
     if not p.is_valid_term_id(term):
         return TermVerdict(False, f"no such term in the pinned ontologies (schema {rule.schema_version})",
-                           f"use {allowed}", did_you_mean(term, rule))
+                           f"use {_describe(rule)}", did_you_mean(term, rule))
     ontology = p._parse_ontology_name(term)  # noqa: SLF001 - the guide's own prefix resolution (imports included)
     if rule.ontologies and ontology not in rule.ontologies:
-        return TermVerdict(False, f"a {ontology} term where {'/'.join(rule.ontologies)} is required", f"use {allowed}")
+        return TermVerdict(False, f"a {ontology} term where {'/'.join(rule.ontologies)} is required",
+                           f"use {_describe(rule)}")
     if p.is_term_deprecated(term):
         replacement = p.get_term_replacement(term)
         return TermVerdict(False, "obsolete term", f"use its replacement {replacement}" if replacement
-                           else f"use a current term: {allowed}", (replacement,) if replacement else ())
+                           else f"use a current term: {_describe(rule)}", (replacement,) if replacement else ())
     ancestors = set(p.get_term_ancestors(term))
     if term in rule.exclude or term in rule.exclude_subtree or ancestors & set(rule.exclude_subtree):
         return TermVerdict(False, f"{term} ({p.get_term_label(term)}) is not allowed here",
-                           f"use a more specific term: {allowed}")
+                           f"use a more specific term: {_describe(rule)}")
     if rule.roots or rule.roots_inclusive:
         under = ancestors & set(rule.roots) or (ancestors | {term}) & set(rule.roots_inclusive)
         if not under:
             return TermVerdict(False, f"{term} ({p.get_term_label(term)}) is not under the allowed roots",
-                               f"use {allowed}")
+                               f"use {_describe(rule)}")
     elif not rule.ontologies:  # only listed terms or special values are allowed
-        return TermVerdict(False, "not one of the allowed values", f"use {allowed}")
+        return TermVerdict(False, "not one of the allowed values", f"use {_describe(rule)}")
     return TermVerdict(True)
 
 
+@functools.cache
 def _describe(rule: TermRule) -> str:
+    """What the rule allows, in words, for a failure's fix (only then: naming the roots loads their ontologies)."""
     parts = []
     if rule.roots:
         parts.append("a descendant of " + " or ".join(f"{r} ({label(r, rule.schema_version)})" for r in rule.roots))
