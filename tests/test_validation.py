@@ -165,6 +165,26 @@ def test_duplicated_obs_index(glioma: ad.AnnData, tmp_path: Path) -> None:
     assert any(f.component == "obs" and "unique" in f.check and f.failure_case == names[0] for f in failures)
 
 
+@pytest.mark.parametrize("where", ["index and observation_joinid", "observation_joinid only", "soma_joinid"])
+def test_duplicates_are_reported_in_every_per_row_column(glioma: ad.AnnData, tmp_path: Path, where: str) -> None:
+    """Uniqueness is proven without hashing where it is cheap (increasing joinids, a column equal to a
+    unique index); any duplicate still fails, in the column that holds it."""
+    obs = glioma.obs.copy()
+    first = obs.index[0]
+    if where == "index and observation_joinid":
+        obs.index = obs["observation_joinid"] = [first, *obs.index[1:-1], first]
+    elif where == "observation_joinid only":
+        obs["observation_joinid"] = [*obs["observation_joinid"][:-1], first]
+    else:
+        obs["soma_joinid"] = [*obs["soma_joinid"][:-1], obs["soma_joinid"].iloc[0]]
+    glioma.obs = obs
+    failures = validate_h5ad(_write(glioma, tmp_path / "bad.h5ad")).failures
+    unique = {(f.column or "index") for f in failures if "unique" in f.check}
+    expected = {"index and observation_joinid": {"index", "observation_joinid"},
+                "observation_joinid only": {"observation_joinid"}, "soma_joinid": {"soma_joinid"}}[where]
+    assert unique == expected, [(f.column, f.check, f.failure_case) for f in failures]
+
+
 def test_all_failures_reported_at_once_grouped_and_as_json(glioma: ad.AnnData, tmp_path: Path) -> None:
     obs = glioma.obs.copy()
     obs["assay_ontology_term_id"] = "EFO:bad"

@@ -10,6 +10,7 @@ that depend on the organism or the ontology version (``ontology_term``,
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -64,10 +65,16 @@ def validate_frame(component: str, schema: pa.DataFrameSchema, frame: pd.DataFra
     present = {c: col for c, col in schema.columns.items() if c in frame.columns}
     per_row = [c for c, col in present.items() if col.unique]
     if per_row or schema.index is not None:
+        index_unique = bool(frame.index.is_unique)  # hashed once; pandas keeps it with the index
         columns = {c: _vectorised_str(present[c], frame[c]) for c in per_row}
+        columns = {c: _without_unique(col) if _proven_unique(frame[c], frame.index, index_unique) else col
+                   for c, col in columns.items()}
         index = schema.index
         if index is not None and _all_strings(frame.index):
-            index = pa.Index(None, checks=index.checks, nullable=index.nullable, unique=index.unique, name=index.name)
+            index = pa.Index(None, checks=index.checks, nullable=index.nullable,
+                             unique=index.unique and not index_unique, name=index.name)
+        elif index is not None and index_unique:
+            index = _without_unique(index)
         full = pa.DataFrameSchema(columns, index=index, strict=False)
         failures += _failures(component, full, _plain_strings(frame[per_row]), frame, ctx)
     for column in (c for c in present if c not in per_row):
@@ -77,6 +84,24 @@ def validate_frame(component: str, schema: pa.DataFrameSchema, frame: pd.DataFra
     for check in schema.checks:
         failures += _cross(component, check, frame, ctx)
     return failures
+
+
+def _proven_unique(values: pd.Series, index: pd.Index, index_unique: bool) -> bool:
+    """Uniqueness known without hashing the column again: strictly increasing integers (soma_joinid), or
+    the very values of an index already known unique (observation_joinid of a curated file). Otherwise
+    pandera checks it and reports each duplicate."""
+    if pd.api.types.is_integer_dtype(values.dtype):
+        v = values.to_numpy()
+        return len(v) < 2 or bool((v[1:] > v[:-1]).all())
+    if not index_unique or len(values) != len(index) or values.hasnans:
+        return False
+    return bool((values.to_numpy(dtype=object) == index.to_numpy(dtype=object)).all())
+
+
+def _without_unique(column: pa.Column | pa.Index) -> pa.Column | pa.Index:
+    out = copy.copy(column)
+    out.unique = False
+    return out
 
 
 def _all_strings(values: pd.Series | pd.Index) -> bool:
