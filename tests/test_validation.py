@@ -239,3 +239,32 @@ def test_each_distinct_value_is_checked_once(glioma: ad.AnnData) -> None:
                     (len(tall), glioma.n_vars))
     distinct = sum(tall[c].nunique() for c in tall.columns if c.endswith("_ontology_term_id"))
     assert ontologies.check_term.cache_info().misses <= distinct + 10
+
+
+def test_rarely_repeating_numbers_are_checked_row_by_row_with_the_same_failures(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Numeric columns whose values rarely repeat skip the per-value deduplication; the failures found
+    (value, row, count) are exactly those of the per-value path."""
+    from heldout.validation import frames, load_schema
+
+    rng = np.random.default_rng(0)
+    n = 30_000
+    summary = pd.DataFrame({"min_value": rng.random(n) * 5, "n_non_integer": np.zeros(n, dtype=np.int64),
+                            "n_non_finite": np.zeros(n, dtype=np.int64)})
+    summary.loc[[7, 12_345, 29_999], "min_value"] = [-1.5, -2.5, -1.5]  # two rows share a bad value
+    summary.loc[[3, 4], "n_non_integer"] = 2
+    schema = load_schema("x_cells")
+    ctx = frames.Context()
+    assert frames._mostly_distinct(summary["min_value"]) and not frames._mostly_distinct(summary["n_non_integer"])
+
+    def found(failures: list) -> set:
+        return {(f.column, f.check, f.failure_case, f.index) for f in failures}
+
+    direct = frames.validate_frame("X", schema, summary, ctx)
+    monkeypatch.setattr(frames, "_mostly_distinct", lambda values: False)
+    per_value = frames.validate_frame("X", schema, summary, ctx)
+    assert {("min_value", "-1.5"), ("min_value", "-2.5"), ("n_non_integer", "2")} <= {
+        (f.column, f.failure_case) for f in direct}
+    assert sum(f.n_rows for f in direct if f.column == "min_value") == 3
+    assert sum(f.n_rows for f in per_value if f.column == "min_value") == 3
+    assert {(c, v) for c, _, v, _ in found(direct)} == {(c, v) for c, _, v, _ in found(per_value)}
