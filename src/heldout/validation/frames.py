@@ -2,7 +2,10 @@
 
 Categorical columns repeat a few values millions of times, so each value check
 runs on the column's distinct values (with their row counts), and each
-dataframe check on the distinct combinations of the columns it reads. Checks
+dataframe check on the distinct combinations of the columns it reads. Numbers
+that rarely repeat (per-cell sums and means) are checked row by row instead, and
+per-row columns (ids) are checked whole, their uniqueness proven without hashing
+where that is cheap. Checks
 that depend on the organism or the ontology version (``ontology_term``,
 ``gencode_feature``) get both before they run. Failures come back as
 :class:`heldout.validation.Failure` records with the reason and the fix.
