@@ -66,11 +66,11 @@ class _QuerySource(CellSource):
     def blocks(self, size: int) -> Iterator[sp.csr_matrix]:
         """X in blocks of at most ``size`` cells and about BLOCK_NNZ non-zeros (from obs ``nnz`` when known)."""
         obs = self.obs()
-        expected = obs["soma_joinid"].to_numpy()
+        joinids = obs["soma_joinid"].to_numpy()
         if "nnz" in obs.columns and len(obs):
             size = int(min(size, max(1_000, BLOCK_NNZ // max(float(obs["nnz"].mean()), 1.0))))
         x = self.exp.ms[self.measurement].X[self.layer]
-        yield from x_blocks(x, expected, self.var()["soma_joinid"].to_numpy(), size)
+        yield from x_blocks(x, joinids, self.var()["soma_joinid"].to_numpy(), size)
 
 
 class CensusSource(_QuerySource):
