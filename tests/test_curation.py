@@ -12,11 +12,13 @@ import pyarrow.parquet as pq
 import pytest
 import tiledbsoma as soma
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from heldout._files import sha256_file
 from heldout.cards.dataset import load_dataset_card
 from heldout.census import open_census
-from heldout.curation import artifact_paths, curate
+from heldout.curation import _used_categories, artifact_paths, curate
 from heldout.leakage.fingerprint import Signatures
 from heldout.leakage.universe import GeneUniverse
 from heldout.errors import CardError
@@ -63,6 +65,18 @@ def test_lock_records_what_was_resolved(curated: Project) -> None:
 def test_label_harmonisation_from_curation_folder(curated: Project) -> None:
     obs = ad.read_h5ad(artifact_paths(curated, "pbmc-blood")[0], backed="r").obs
     assert "unannotated" in set(obs["cell_type"]) and "unknown" not in set(obs["cell_type"])
+
+
+@pytest.mark.parametrize("size", [0, 1, 63, 64, 65, 1000])
+def test_file_hashes_are_exact_across_read_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int) -> None:
+    import hashlib
+
+    import heldout._files
+
+    monkeypatch.setattr(heldout._files, "HASH_CHUNK", 64)  # the real chunk is 16 MiB: same code path, small files
+    content = np.random.default_rng(size).bytes(size)
+    (tmp_path / "f").write_bytes(content)
+    assert sha256_file(tmp_path / "f") == hashlib.sha256(content).hexdigest()
 
 
 def test_curation_is_deterministic(project: Project, mirror_root: Path) -> None:
@@ -139,3 +153,13 @@ def test_cli_missing_or_partial_mirror_is_a_clear_error(project: Project, tmp_pa
     assert result.exit_code == SourceError.exit_code
     assert "No mini-Census at" in result.output and "heldout mirror build" in result.output
     assert "Traceback" not in result.output
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.integers(0, 9)), max_size=40), st.integers(1, 12), st.booleans())
+def test_unused_categories_are_dropped_as_pandas_drops_them(values: list[int | None], n_categories: int,
+                                                            ordered: bool) -> None:
+    categories = [f"c{i}" for i in range(n_categories)]
+    column = pd.Series(pd.Categorical([None if v is None or v >= n_categories else categories[v] for v in values],
+                                      categories=categories, ordered=ordered), index=np.arange(len(values))[::-1])
+    pd.testing.assert_series_equal(_used_categories(column), column.cat.remove_unused_categories())

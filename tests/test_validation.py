@@ -13,13 +13,17 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 import yaml
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from heldout.cli import cli
 from heldout.curation import artifact_paths
 from heldout.project import Project
-from heldout.validation import validate_h5ad
+from heldout.validation import validate_h5ad, x_cell_summary
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -155,6 +159,23 @@ def test_negative_and_fractional_counts(glioma: ad.AnnData, tmp_path: Path) -> N
     assert set(by_column) == {"min_value", "n_non_integer"}
     assert by_column["min_value"].index == glioma.obs_names[0]
     assert by_column["n_non_integer"].index == glioma.obs_names[5]
+
+
+_VALUES = st.sampled_from([0.0, 1.0, 2.0, 7.0, -3.0, 0.5, -0.25, 1e6, np.inf, -np.inf, np.nan])
+
+
+@settings(max_examples=200, deadline=None)
+@given(hnp.arrays(np.float32, hnp.array_shapes(min_dims=2, max_dims=2, min_side=0, max_side=9), elements=_VALUES),
+       st.integers(0, 1000))
+def test_the_x_summary_kernel_matches_a_dense_reference(dense: np.ndarray, first_row: int) -> None:
+    """Per-cell min (implicit zeros included, non-finite values ignored), non-integer and non-finite counts."""
+    summary = x_cell_summary(sp.csr_matrix(dense), first_row)
+    finite = np.isfinite(dense)
+    low = np.where(finite, dense, np.inf).min(axis=1, initial=np.inf).astype(np.float64)
+    assert list(summary.index) == list(range(first_row, first_row + dense.shape[0]))
+    np.testing.assert_array_equal(summary["min_value"].to_numpy(), np.where(np.isinf(low), 0.0, low))
+    np.testing.assert_array_equal(summary["n_non_integer"].to_numpy(), (finite & (dense != np.rint(dense))).sum(axis=1))
+    np.testing.assert_array_equal(summary["n_non_finite"].to_numpy(), (~finite).sum(axis=1))
 
 
 def test_duplicated_obs_index(glioma: ad.AnnData, tmp_path: Path) -> None:

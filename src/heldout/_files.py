@@ -19,7 +19,8 @@ from typing import Any
 
 import yaml
 
-CHUNK = 1 << 20
+HASH_CHUNK = 16 << 20  # few large reads: each one gives up and retakes the GIL, which costs up to 5 ms
+                       # when another thread holds it (1 MiB reads hashed 270 MB in 1.5 s instead of 0.3 s)
 
 
 @contextlib.contextmanager
@@ -66,12 +67,24 @@ def write_yaml_atomic(target: str | Path, data: Any) -> Path:
     return write_text_atomic(target, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
 
 
+def fsync_file(path: str | Path) -> None:
+    """Wait until ``path``'s content is on disk (before it is moved into place: a crash then never
+    leaves a renamed but empty file). Releases the GIL while it waits."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
+    """Hex sha256 of a file, read in chunks of up to 16 MiB (hashlib hashes them without the GIL)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
+    with open(path, "rb", buffering=0) as fh:
+        buffer = bytearray(max(1, min(HASH_CHUNK, os.fstat(fh.fileno()).st_size)))
+        view = memoryview(buffer)
+        while n := fh.readinto(buffer):
+            digest.update(view[:n])
     return digest.hexdigest()
 
 

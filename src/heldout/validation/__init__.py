@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Literal
 
 import anndata as ad
+import numba
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
@@ -56,30 +57,43 @@ def load_schema(name: str, schemas_dir: str | None = None) -> pa.DataFrameSchema
 
 
 def x_cell_summary(block: sp.csr_matrix, first_row: int = 0) -> pd.DataFrame:
-    """Per-cell min, non-integer count and non-finite count of one CSR row block (no per-row loop).
+    """Per-cell min, non-integer count and non-finite count of one CSR row block.
 
     Indexed by row position (``first_row`` onwards); failures are named by cell when reported.
+    The minimum counts a row's implicit zeros; non-finite values are counted, not compared.
+    One numba pass without the GIL (the numpy version made eight passes over the block's
+    values, 0.39 s for 410k mouse cells, and held the GIL between them).
     """
     block = sp.csr_matrix(block)
-    indptr, data = block.indptr, block.data
-    finite = np.isfinite(data)
-    non_integer = finite & (data != np.rint(data))
-    n_stored = np.diff(indptr)
-    stored_min = np.full(block.shape[0], np.inf)
-    rows = np.flatnonzero(n_stored)
-    if len(rows):
-        stored_min[rows] = np.minimum.reduceat(np.where(finite, data, np.inf), indptr[rows]).astype(np.float64)
-    min_value = np.where(n_stored == block.shape[1], stored_min, np.minimum(stored_min, 0.0))
+    n = block.shape[0]
+    min_value = np.empty(n, dtype=np.float64)
+    n_non_integer = np.empty(n, dtype=np.int64)
+    n_non_finite = np.empty(n, dtype=np.int64)
+    _x_summary_kernel(block.indptr, block.data, block.shape[1], min_value, n_non_integer, n_non_finite)
+    return pd.DataFrame({"min_value": min_value, "n_non_integer": n_non_integer, "n_non_finite": n_non_finite},
+                        index=pd.RangeIndex(first_row, first_row + n))
 
-    def per_row(mask: np.ndarray) -> np.ndarray:
-        prefix = np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])
-        return prefix[indptr[1:]] - prefix[indptr[:-1]]
 
-    return pd.DataFrame({
-        "min_value": np.where(np.isinf(min_value), 0.0, min_value),
-        "n_non_integer": per_row(non_integer),
-        "n_non_finite": per_row(~finite),
-    }, index=pd.RangeIndex(first_row, first_row + block.shape[0]))
+@numba.njit(cache=True, nogil=True)
+def _x_summary_kernel(indptr, data, n_cols, min_value, n_non_integer, n_non_finite):  # noqa: ANN001, ANN202
+    for i in range(len(indptr) - 1):
+        lo, hi = indptr[i], indptr[i + 1]
+        low = np.inf
+        non_integer = 0
+        non_finite = 0
+        for k in range(lo, hi):
+            v = data[k]
+            if np.isfinite(v):
+                low = min(low, v)
+                if v != np.rint(v):
+                    non_integer += 1
+            else:
+                non_finite += 1
+        if hi - lo < n_cols:  # the row has implicit zeros
+            low = min(low, 0.0)
+        min_value[i] = 0.0 if np.isinf(low) else low
+        n_non_integer[i] = non_integer
+        n_non_finite[i] = non_finite
 
 
 def validate_tables(target: str, obs: pd.DataFrame, var: pd.DataFrame, x_summary: pd.DataFrame,
