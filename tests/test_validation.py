@@ -178,6 +178,21 @@ def test_the_x_summary_kernel_matches_a_dense_reference(dense: np.ndarray, first
     np.testing.assert_array_equal(summary["n_non_finite"].to_numpy(), (~finite).sum(axis=1))
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(-1, 3), st.integers(-1, 2), st.integers(0, 1)), max_size=60))
+def test_groups_of_code_columns_are_found_in_order_of_appearance(rows: list[tuple[int, int, int]]) -> None:
+    from heldout.validation.frames import _combined, _groups
+
+    columns = [np.array([r[j] for r in rows], dtype=np.int8) for j in range(3)]
+    first, n_rows = _groups(_combined(columns))
+    seen = pd.Series(rows, dtype=object)
+    expected = seen.drop_duplicates()
+    assert list(first) == list(expected.index)
+    assert list(n_rows) == [sum(r == value for r in rows) for value in expected]
+    wide_first, wide_rows = _groups(_combined(columns) * 10**12)  # keys too far apart to count densely
+    assert list(wide_first) == list(first) and list(wide_rows) == list(n_rows)
+
+
 def test_duplicated_obs_index(glioma: ad.AnnData, tmp_path: Path) -> None:
     names = glioma.obs_names.to_numpy().copy()
     names[1] = names[0]

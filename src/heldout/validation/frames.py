@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 
+import numba
 import numpy as np
 import pandas as pd
 import pandera.errors
@@ -173,20 +174,17 @@ def _cross(component: str, check: pa.Check, frame: pd.DataFrame, ctx: Context) -
     columns = [c for c in dict.fromkeys(rules.cross_columns(check.name, stats)) if c in frame.columns]
     if not columns:
         return []
-    codes = pd.DataFrame({c: _codes(frame[c]) for c in columns})
-    combo = codes.groupby(columns, sort=False).ngroup().to_numpy()
-    first = pd.Series(combo).drop_duplicates()  # index: the first row of each combination
-    n_rows = np.bincount(combo)
-    rows = _plain_strings(frame[columns].iloc[first.index.to_numpy()])
+    first, n_rows = _groups(_combined([_codes(frame[c]) for c in columns]))
+    rows = _plain_strings(frame[columns].iloc[first])
     merged: dict[tuple[str, str, str], Failure] = {}  # one failure per (column, value, reason), rows summed
     for column, i, value, reason, fix in rules.cross_problems(check.name, stats, rows,
                                                               organism=ctx.organism,
                                                               schema_version=ctx.schema_version):
-        n, key = int(n_rows[first.iloc[i]]), (column, value, reason)
+        n, key = int(n_rows[i]), (column, value, reason)
         if key in merged:
             merged[key] = dataclasses.replace(merged[key], n_rows=merged[key].n_rows + n)
         else:
-            merged[key] = Failure(component, column, check.name, value, str(frame.index[first.index[i]]), n,
+            merged[key] = Failure(component, column, check.name, value, str(frame.index[first[i]]), n,
                                   reason=reason, fix=fix)
     return list(merged.values())
 
@@ -200,12 +198,55 @@ def _codes(column: pd.Series) -> np.ndarray:
 
 def _distinct_values(column: pd.Series) -> tuple[pd.DataFrame, pd.Series]:
     """One row per distinct value (indexed by the position of its first row) and its row count."""
-    codes = pd.Series(_codes(column))
-    first = codes.drop_duplicates()
-    n_rows = codes.value_counts().reindex(first.to_numpy()).set_axis(first.index)
-    values = column.iloc[first.index.to_numpy()]
-    distinct = _plain_strings(values.to_frame(column.name).set_axis(first.index))
-    return distinct, n_rows
+    first, n_rows = _groups(_codes(column))
+    distinct = _plain_strings(column.iloc[first].to_frame(column.name).set_axis(first))
+    return distinct, pd.Series(n_rows, index=first)
+
+
+def _groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The position of the first row of each distinct key, in order of appearance, and each key's row count.
+
+    Keys within a small range (categorical codes, combined codes) are counted in one pass without
+    hashing; others are numbered by ``pd.factorize`` first. (``drop_duplicates`` + ``value_counts``
+    hashed every column twice: 20 columns of 410k rows, 0.2 s.)
+    """
+    keys = np.asarray(keys)
+    if len(keys) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    low, high = int(keys.min()), int(keys.max())
+    if high - low < max(len(keys), 1 << 16):
+        dense, n_keys = keys.astype(np.int64) - low, high - low + 1
+    else:
+        dense = pd.factorize(keys)[0].astype(np.int64)
+        n_keys = int(dense.max()) + 1
+    first = np.empty(n_keys, dtype=np.int64)
+    counts = np.zeros(n_keys, dtype=np.int64)
+    _first_and_counts(dense, first, counts)
+    present = np.flatnonzero(counts)
+    order = present[np.argsort(first[present], kind="stable")]
+    return first[order], counts[order]
+
+
+@numba.njit(cache=True, nogil=True)
+def _first_and_counts(keys, first, counts):  # noqa: ANN001, ANN202
+    for i in range(len(keys)):
+        k = keys[i]
+        if counts[k] == 0:
+            first[k] = i
+        counts[k] += 1
+
+
+def _combined(codes: list[np.ndarray]) -> np.ndarray:
+    """One int64 key per row for a combination of code columns (each >= -1), equal for equal combinations."""
+    key = np.zeros(len(codes[0]), dtype=np.int64)
+    stride = 1
+    for c in codes:
+        span = int(c.max()) + 2 if len(c) else 1
+        if stride * span >= 2**62:  # too many combinations for one integer: number the rows' tuples instead
+            return pd.MultiIndex.from_arrays(codes).factorize()[0]
+        key += (c.astype(np.int64) + 1) * stride
+        stride *= span
+    return key
 
 
 def _plain_strings(frame: pd.DataFrame) -> pd.DataFrame:
