@@ -149,6 +149,13 @@ def test_feature_ids_are_checked_against_gencode(glioma: ad.AnnData, tmp_path: P
                                                              ("ERCC-00002", "gencode_feature")}
 
 
+@pytest.mark.parametrize("organism", ["homo_sapiens", "mus_musculus"])
+def test_validation_reads_the_same_gencode_ids_as_the_gene_table(organism: str) -> None:
+    from heldout.genes import gencode_genes, gencode_ids
+
+    assert gencode_ids(organism) == frozenset(gencode_genes(organism).index) and len(gencode_ids(organism)) > 50_000
+
+
 def test_negative_and_fractional_counts(glioma: ad.AnnData, tmp_path: Path) -> None:
     x = glioma.X.tocsr(copy=True)
     x.data[0] = -3.0

