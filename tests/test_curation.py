@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from heldout._files import sha256_file
 from heldout.cards.dataset import load_dataset_card
 from heldout.census import open_census
-from heldout.curation import _used_categories, artifact_paths, curate
+from heldout.curation import _strings_natively, _used_categories, artifact_paths, curate
 from heldout.leakage.fingerprint import Signatures
 from heldout.leakage.universe import GeneUniverse
 from heldout.errors import CardError
@@ -163,3 +163,18 @@ def test_unused_categories_are_dropped_as_pandas_drops_them(values: list[int | N
     column = pd.Series(pd.Categorical([None if v is None or v >= n_categories else categories[v] for v in values],
                                       categories=categories, ordered=ordered), index=np.arange(len(values))[::-1])
     pd.testing.assert_series_equal(_used_categories(column), column.cat.remove_unused_categories())
+
+
+def test_string_columns_written_natively_read_back_as_anndata_writes_them(tmp_path: Path) -> None:
+    ids = [f"cell-{i}-é" for i in range(300)]
+    obs = pd.DataFrame({"observation_joinid": ids, "n": np.arange(300),
+                        "label": pd.Categorical(["a", "b", "c"] * 100)}, index=ids)
+    with h5py.File(tmp_path / "native.h5", "w") as f:
+        ad.experimental.write_dispatched(f, "obs", obs, callback=_strings_natively)
+    with h5py.File(tmp_path / "anndata.h5", "w") as f:
+        ad.io.write_elem(f, "obs", obs)
+    with h5py.File(tmp_path / "native.h5") as native, h5py.File(tmp_path / "anndata.h5") as plain:
+        pd.testing.assert_frame_equal(ad.io.read_elem(native["obs"]), ad.io.read_elem(plain["obs"]))
+        for key in ("_index", "observation_joinid"):
+            assert native["obs"][key].dtype == plain["obs"][key].dtype
+            assert dict(native["obs"][key].attrs) == dict(plain["obs"][key].attrs)

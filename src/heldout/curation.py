@@ -203,7 +203,7 @@ def _stream_x(x_array: soma.SparseNDArray, obs: pd.DataFrame, var: pd.DataFrame,
     n_blocks = -(-len(obs) // block_cells)
     blocks = x_blocks(x_array, obs["soma_joinid"].to_numpy(), var["soma_joinid"].to_numpy(), block_cells)
     with h5py.File(out, "w") as f, ThreadPoolExecutor(max_workers=1) as worker:
-        ad.io.write_elem(f, "obs", obs)
+        ad.experimental.write_dispatched(f, "obs", obs, callback=_strings_natively)
         ad.io.write_elem(f, "var", var)
         for elem in ("obsm", "varm", "obsp", "varp", "layers"):
             ad.io.write_elem(f, elem, {})
@@ -223,6 +223,25 @@ def _stream_x(x_array: soma.SparseNDArray, obs: pd.DataFrame, var: pd.DataFrame,
         if pending is not None:
             stats.append(pending.result())
     return pd.concat([s for s, _ in stats]), Signatures.concat([sig for _, sig in stats])
+
+
+STRING_DTYPE_WRITES = h5py.version.version_tuple >= (3, 14)  # h5py writes numpy StringDType to vlen strings itself
+
+
+def _strings_natively(write, store, key, elem, *, iospec, dataset_kwargs):  # noqa: ANN001, ANN202
+    """anndata write callback: a column of str objects is handed to h5py as a numpy StringDType array.
+
+    The file is the same ("string-array", variable-length UTF-8), but h5py converts a StringDType
+    array in C instead of one Python object at a time: 410k ids, 0.13 s instead of 0.28 s.
+    """
+    if (STRING_DTYPE_WRITES and iospec.encoding_type == "string-array" and isinstance(store, h5py.Group)
+            and isinstance(elem, np.ndarray) and elem.dtype == object
+            and pd.api.types.infer_dtype(elem, skipna=False) == "string"):
+        dataset = store.create_dataset(key, data=elem.astype(np.dtypes.StringDType()), dtype=h5py.string_dtype(),
+                                       **dataset_kwargs)
+        dataset.attrs.update({"encoding-type": iospec.encoding_type, "encoding-version": iospec.encoding_version})
+        return
+    write(store, key, elem, dataset_kwargs=dataset_kwargs)
 
 
 def _strings(column: pd.Series) -> np.ndarray:
