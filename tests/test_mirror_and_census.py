@@ -187,11 +187,56 @@ def test_x_blocks_equal_tiledbsoma_blockwise(mirror_root: Path, cells: str, gene
         with query:
             expected = sp.vstack([csr for csr, _ in query.X("raw").blockwise(axis=0, size=1_000).scipy()]).tocsr()
         blocks = list(x_blocks(exp.ms["RNA"].X["raw"], obs_ids, var_ids, 1_000))
+        ahead = list(x_blocks(exp.ms["RNA"].X["raw"], obs_ids, var_ids, 1_000, ahead_bytes=1 << 30))
+    assert len(ahead) == len(blocks) and all((a != b).nnz == 0 for a, b in zip(ahead, blocks, strict=True))
     assert [b.shape[0] for b in blocks[:-1]] == [1_000] * (len(blocks) - 1)
     got = sp.vstack(blocks).tocsr()
     assert got.shape == expected.shape == (len(obs_ids), len(var_ids)) and got.nnz == expected.nnz > 0
     assert got.dtype == np.float32 and got.has_sorted_indices
     assert (got != expected).nnz == 0
+
+
+@pytest.mark.parametrize("ahead_bytes", [0, 300, 1 << 30])
+def test_the_x_reader_keeps_order_bounds_what_it_holds_and_stops(ahead_bytes: int) -> None:
+    """The read-ahead thread's discipline, with a stand-in read of 100-byte blocks (the TileDB read itself is
+    compared with tiledbsoma above): blocks come in order, reading runs at most ``ahead_bytes`` (at
+    least one block) ahead of the consumer, an error surfaces at its block, and closing stops the reads."""
+    import threading
+    import time
+
+    import scipy.sparse as sp
+
+    from heldout.sources.x_blocks import BlockReader
+
+    started, lock = [], threading.Lock()
+
+    def read(chunk: np.ndarray) -> sp.csr_matrix:
+        with lock:
+            started.append(int(chunk[0]))
+        if int(chunk[0]) == 13:
+            raise OSError("disk gone at block 13")
+        return sp.csr_matrix(np.full((1, 12), float(chunk[0]), dtype=np.float32))  # 48 + 48 + 8 bytes
+
+    most_ahead = 1 if ahead_bytes == 0 else max(1, -(-ahead_bytes // 104))
+    seen = []
+    with pytest.raises(OSError, match="block 13"):
+        for block in BlockReader(read, [np.array([i]) for i in range(20)], ahead_bytes):
+            time.sleep(0.002)  # a slow consumer: the reader must wait, not run away
+            seen.append(int(block[0, 0]))
+            with lock:
+                assert len(started) - len(seen) <= most_ahead + 1  # queued + the one being read
+    assert seen == list(range(13))
+    reader = BlockReader(read, [np.array([i]) for i in range(20)], ahead_bytes)
+    first_two = iter(reader)
+    assert [int(next(first_two)[0, 0]) for _ in range(2)] == [0, 1]
+    first_two.close()  # the consumer stops early
+    assert not reader._thread.is_alive()
+    with BlockReader(read, [np.array([i]) for i in range(20)], ahead_bytes) as never_iterated:
+        time.sleep(0.01)
+    assert not never_iterated._thread.is_alive()  # closed without being iterated: the thread still ends
+    n_started = len(started)
+    time.sleep(0.05)
+    assert len(started) == n_started
 
 
 def test_x_blocks_refuse_unsorted_cells(mirror_root: Path) -> None:

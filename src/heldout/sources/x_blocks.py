@@ -1,4 +1,4 @@
-"""X of an axis query, streamed in obs order as CSR blocks, with one block read ahead.
+"""X of an axis query, streamed in obs order as CSR blocks read ahead on a thread (bounded in bytes).
 
 ``ExperimentAxisQuery.X(layer).blockwise(axis=0).scipy()`` re-indexes every
 coordinate of every block through a joinid index; on the mini-Census it reads
@@ -13,8 +13,9 @@ with their joinid list, like ``blockwise`` does.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import scipy.sparse as sp
@@ -62,11 +63,15 @@ class _Coordinates:
 
 
 def x_blocks(x: soma.SparseNDArray, obs_joinids: np.ndarray, var_joinids: np.ndarray,
-             size: int) -> Iterator[sp.csr_matrix]:
+             size: int, *, ahead_bytes: int = 0) -> BlockReader:
     """X[obs_joinids, var_joinids] (both sorted) as float32 CSR blocks of ``size`` cells, in obs order.
 
-    The first block is read from the call on, and each next block on a thread while the caller works on
-    the current one (TileDB releases the GIL), so at most two blocks are held.
+    Blocks are read on a thread from the call on (TileDB releases the GIL), while the caller works
+    on earlier ones. The thread reads the next block whenever no block is waiting, or the waiting
+    blocks hold fewer than ``ahead_bytes``: 0 keeps one block ahead (at most two held); a budget
+    lets reading run ahead while the caller is busy elsewhere, memory bounded by the budget.
+    Iterate over the result; ``close()`` it (or use it as a context manager) when it may not be
+    iterated to the end.
     """
     coords = _Coordinates(np.asarray(var_joinids, dtype=np.int64))
     joinids = np.asarray(obs_joinids, dtype=np.int64)
@@ -74,17 +79,69 @@ def x_blocks(x: soma.SparseNDArray, obs_joinids: np.ndarray, var_joinids: np.nda
         msg = "X blocks are read for obs joinids in ascending order; these are not."
         raise SourceError(msg, hint="Sort obs by soma_joinid before streaming X.")
     chunks = [joinids[s:s + max(1, size)] for s in range(0, len(joinids), max(1, size))]
-    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="x-read")
-    first = reader.submit(coords.read, x, chunks[0]) if chunks else None
-    return _read_ahead(reader, first, coords, x, chunks)
+    return BlockReader(lambda chunk: coords.read(x, chunk), chunks, ahead_bytes)
 
 
-def _read_ahead(reader: ThreadPoolExecutor, pending: Future | None, coords: _Coordinates, x: soma.SparseNDArray,
-                chunks: list[np.ndarray]) -> Iterator[sp.csr_matrix]:
-    try:
-        for k in range(len(chunks)):
-            block = pending.result()  # type: ignore[union-attr]
-            pending = reader.submit(coords.read, x, chunks[k + 1]) if k + 1 < len(chunks) else None
-            yield block
-    finally:
-        reader.shutdown(wait=True, cancel_futures=True)
+class BlockReader:
+    """A thread that reads blocks into a queue bounded in bytes; iterating hands them out in order."""
+
+    def __init__(self, read: Callable[[np.ndarray], sp.csr_matrix], chunks: list[np.ndarray],
+                 ahead_bytes: int) -> None:
+        self._read, self._chunks, self._ahead = read, chunks, ahead_bytes
+        self._ready: deque[tuple[sp.csr_matrix | BaseException | None, int]] = deque()
+        self._queued = 0
+        self._stop = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._produce, name="x-read", daemon=True)
+        self._thread.start()
+
+    def __enter__(self) -> BlockReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop reading (after the block in progress) and wait for the thread."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._thread.join()
+
+    def _room(self) -> bool:
+        return self._stop or not self._ready or self._queued < self._ahead
+
+    def _produce(self) -> None:
+        try:
+            for chunk in self._chunks:
+                with self._cond:
+                    self._cond.wait_for(self._room)
+                    if self._stop:
+                        return
+                block = self._read(chunk)
+                self._put(block, block.data.nbytes + block.indices.nbytes + block.indptr.nbytes)
+            self._put(None, 0)  # the end
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._put(exc, 0)
+
+    def _put(self, item: sp.csr_matrix | BaseException | None, nbytes: int) -> None:
+        with self._cond:
+            self._ready.append((item, nbytes))
+            self._queued += nbytes
+            self._cond.notify_all()
+
+    def __iter__(self) -> Iterator[sp.csr_matrix]:
+        try:
+            while True:
+                with self._cond:
+                    self._cond.wait_for(lambda: bool(self._ready))
+                    item, nbytes = self._ready.popleft()
+                    self._queued -= nbytes
+                    self._cond.notify_all()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self.close()
