@@ -161,9 +161,11 @@ HASH_COLUMNS = ("probe", "sketch")  # incompressible: stored plain, no dictionar
 
 
 def _fixed_binary(values: np.ndarray) -> pa.FixedSizeBinaryArray:
+    """Rows of a uint64 matrix as fixed-size binary values, sharing the matrix's memory (no copy:
+    ``tobytes`` copied 130 MB for 410k cells while holding the GIL)."""
     values = np.ascontiguousarray(values, dtype=np.uint64)
     return pa.FixedSizeBinaryArray.from_buffers(pa.binary(8 * values.shape[1]), len(values),
-                                                [None, pa.py_buffer(values.tobytes())])
+                                                [None, pa.py_buffer(values)])
 
 
 def matrix(column: pa.ChunkedArray | pa.Array, width: int) -> np.ndarray:
