@@ -178,3 +178,80 @@ def test_string_columns_written_natively_read_back_as_anndata_writes_them(tmp_pa
         for key in ("_index", "observation_joinid"):
             assert native["obs"][key].dtype == plain["obs"][key].dtype
             assert dict(native["obs"][key].attrs) == dict(plain["obs"][key].attrs)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(0, 60), min_size=1, max_size=8), st.integers(1, 100))
+def test_signature_table_written_as_cells_stream_equals_the_whole_table(curated: Project, block_sizes: list[int],
+                                                                       row_group_cells: int) -> None:
+    import tempfile
+
+    from heldout.leakage.signature_table import SignatureTableWriter, signature_table
+
+    whole = pq.read_table(artifact_paths(curated, "glioma-tirosh2016").fingerprints)  # 184 real cells
+    sig = Signatures.from_table(whole)
+    n = min(sum(block_sizes), whole.num_rows)
+    cells = [whole.column(c).to_numpy(zero_copy_only=False)[:n] for c in ("observation_joinid", "dataset_id", "donor_id")]
+    edges = np.minimum(np.cumsum([0, *block_sizes]), n)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "fp.parquet"
+        with SignatureTableWriter(path, *cells, row_group_cells=row_group_cells) as writer:
+            for start, stop in zip(edges[:-1], edges[1:]):
+                writer.add(Signatures(sig.exact[start:stop], sig.sketch[start:stop], sig.n_genes[start:stop],
+                                      sig.n_counts[start:stop]))
+            assert writer.finish().result() == n
+        written = pq.read_table(path)
+        assert written.equals(signature_table(*cells, Signatures(sig.exact[:n], sig.sketch[:n], sig.n_genes[:n],
+                                                                 sig.n_counts[:n])))
+        assert written.equals(whole.slice(0, n))  # curation's own table, row for row
+        groups = pq.ParquetFile(path).metadata.num_row_groups
+        assert groups == _groups_written([int(b) for b in np.diff(edges)], row_group_cells)
+
+
+def _groups_written(blocks: list[int], row_group_cells: int) -> int:
+    """Row groups the writer makes: blocks gathered until they reach the row-group size, then the rest."""
+    groups, buffered = 0, 0
+    for size in blocks:
+        buffered += size
+        if buffered >= row_group_cells:
+            groups, buffered = groups + 1, 0
+    return groups + (buffered > 0 or groups == 0)
+
+
+def test_signature_table_errors_surface_and_count_mismatches_are_refused(curated: Project, tmp_path: Path) -> None:
+    from heldout.leakage.signature_table import SignatureTableWriter
+
+    whole = pq.read_table(artifact_paths(curated, "glioma-tirosh2016").fingerprints)
+    sig = Signatures.from_table(whole)
+    cells = [whole.column(c).to_numpy(zero_copy_only=False) for c in ("observation_joinid", "dataset_id", "donor_id")]
+    with SignatureTableWriter(tmp_path / "missing-folder" / "fp.parquet", *cells) as writer:
+        writer.add(sig)
+        with pytest.raises(OSError, match="missing-folder"):  # raised on the writer's thread, handed over here
+            writer.finish().result()
+    with SignatureTableWriter(tmp_path / "short.parquet", *cells) as writer:
+        writer.add(Signatures(sig.exact[:10], sig.sketch[:10], sig.n_genes[:10], sig.n_counts[:10]))
+        with pytest.raises(ValueError, match="signatures for 10 cells, but the table has 184"):
+            writer.finish()
+
+
+def test_flushing_a_growing_file_keeps_its_content_and_reports_flush_errors(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from heldout._files import flushed_as_written
+
+    path = tmp_path / "growing"
+    chunks = [np.random.default_rng(i).bytes(1 << 16) for i in range(20)]
+    with open(path, "wb", buffering=0) as fh, flushed_as_written(path) as flush:
+        for chunk in chunks:
+            fh.write(chunk)
+            flush()
+    assert path.read_bytes() == b"".join(chunks)
+
+    def failing_sync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", failing_sync)  # a disk that fails: the writer must hear of it
+    with pytest.raises(OSError, match="Input/output error"), open(path, "ab") as fh, flushed_as_written(path) as flush:
+        fh.write(b"more")
+        flush()

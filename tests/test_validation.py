@@ -252,6 +252,25 @@ def test_all_failures_reported_at_once_grouped_and_as_json(glioma: ad.AnnData, t
     assert all(f["fix"] for f in report["failures"]) and report["profile"] == "curated"
 
 
+def test_obs_and_var_checked_ahead_give_the_same_report(glioma: ad.AnnData) -> None:
+    """Curation checks obs/var while X is read, then the X summary: the report is the one-pass report."""
+    from heldout.validation import check_obs_var, prepare, validate_tables, x_cell_summary
+
+    obs = glioma.obs.copy()
+    obs["assay_ontology_term_id"] = "EFO:bad"
+    obs["cell_type_ontology_term_id"] = obs["cell_type_ontology_term_id"].astype(str)
+    obs.loc[obs.index[:3], "cell_type_ontology_term_id"] = "CL:9999999"
+    x = glioma.X.tocsr(copy=True)
+    x.data[:5] = -1
+    summary, shape = x_cell_summary(x), (glioma.n_obs, glioma.n_vars)
+    prepare(organism="homo_sapiens")
+    ahead = check_obs_var(obs, glioma.var, organism="homo_sapiens")
+    assert {f.column for f in ahead} == {"assay_ontology_term_id", "cell_type_ontology_term_id"}
+    split = validate_tables("t", obs, glioma.var, summary, shape, organism="homo_sapiens", obs_var_failures=ahead)
+    whole = validate_tables("t", obs, glioma.var, summary, shape, organism="homo_sapiens")
+    assert split == whole and {f.component for f in whole.failures} == {"obs", "X"}
+
+
 def test_not_an_h5ad(tmp_path: Path) -> None:
     (tmp_path / "junk.h5ad").write_bytes(b"not hdf5")
     result = CliRunner().invoke(cli, ["validate", str(tmp_path / "junk.h5ad")])

@@ -13,7 +13,8 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,31 @@ def fsync_file(path: str | Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def flushed_as_written(path: str | Path) -> Iterator[Callable[[], None]]:
+    """Flush a growing file to disk on a thread, one flush at a time: call the yielded function after
+    each write. The disk then works while the writer computes, and the last ``fsync_file`` only
+    waits for what came after the last flush. A flush error surfaces on exit."""
+    fd = os.open(path, os.O_RDONLY)  # fsync acts on the file, whichever descriptor asks
+    sync = getattr(os, "fdatasync", os.fsync)
+    inflight: Future | None = None
+
+    def flush() -> None:
+        nonlocal inflight
+        if inflight is None or inflight.done():
+            if inflight is not None:
+                inflight.result()
+            inflight = pool.submit(sync, fd)
+
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flush") as pool:
+            yield flush
+            if inflight is not None:
+                inflight.result()
     finally:
         os.close(fd)
 

@@ -3,18 +3,19 @@
 The card's cells are pulled with ``axis_query`` and X is streamed in row
 blocks (:func:`heldout.sources.x_blocks.x_blocks`) straight into the h5ad on
 disk, so peak memory depends on the block size, not on the number of cells.
-While streaming, each block is also summarised for validation and
-fingerprinted for audits. While validation runs, threads that do not need the
-GIL flush the h5ad to disk, hash it and write the fingerprint table.
-Everything is written to temporary files, flushed, and moved into place only
-after validation passed: a failed or interrupted curation leaves nothing behind.
+A reader thread reads X ahead (within a byte budget) while obs and var are
+checked; then each block is appended to the h5ad, summarised for validation
+and fingerprinted for audits, and the fingerprint table and the h5ad are
+flushed to disk as they grow. Everything is written to temporary files and
+moved into place only after validation passed: a failed or interrupted
+curation leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import contextlib
-from concurrent.futures import ThreadPoolExecutor
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -23,27 +24,27 @@ import anndata as ad
 import h5py
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import scipy.sparse as sp
 import tiledbsoma as soma
 from tqdm.auto import tqdm
 
 import heldout
-from heldout._files import atomic_path, fsync_file, read_yaml, sha256_file, write_yaml_atomic
+from heldout._files import atomic_path, flushed_as_written, fsync_file, read_yaml, sha256_file, write_yaml_atomic
 from heldout.cards.dataset import DatasetCard, DatasetLock, SourceDataset, load_dataset_card
 from heldout.census import ResolvedCensus, experiment, open_resolved, resolve_census
 from heldout.errors import CardError
-from heldout.leakage.fingerprint import Signatures, gene_keys, signatures, write_options
+from heldout.leakage.fingerprint import Signatures, gene_keys, signatures
+from heldout.leakage.signature_table import SignatureTableWriter
 from heldout.leakage.universe import GeneUniverse
 from heldout.mirror.assemble import OBS_COLUMNS
 from heldout.project import Project, find_project
 from heldout.sources.soma import census_measured_genes
 from heldout.sources.stage import stage_source, unmapped_genes
 from heldout.sources.x_blocks import x_blocks
-from heldout.validation import HARMONISED_KEY, ValidationReport, validate_tables, x_cell_summary
+from heldout.validation import HARMONISED_KEY, ValidationReport, check_obs_var, prepare, validate_tables, x_cell_summary
 
 BLOCK_CELLS = 25_000
+READ_AHEAD_BYTES = 128 << 20  # X blocks read ahead while obs is written and blocks are appended (bounded)
 H5_CHUNK = 1 << 18  # elements per HDF5 chunk of X's data/indices (1 MiB of float32): h5py's guess is ~6k
 OBS_CATEGORICAL = [c for c in OBS_COLUMNS if c not in {
     "soma_joinid", "is_primary_data", "observation_joinid", "raw_sum", "nnz", "raw_mean_nnz",
@@ -90,24 +91,32 @@ def curate(name: str, *, project: Project | None = None, mirror_root: str | Path
         exp = experiment(census, card.organism.value)
         with _query(exp, card) as query, atomic_path(h5ad_path) as tmp_h5ad, \
                 atomic_path(paths.fingerprints) as tmp_fp, atomic_path(paths.genes) as tmp_genes, \
-                ThreadPoolExecutor(max_workers=3, thread_name_prefix="curate-io") as io:  # exits first: joins its work
+                ThreadPoolExecutor(max_workers=2, thread_name_prefix="curate-io") as io:  # exits first: joins its work
+            checks = {"schemas_dir": str(project.schemas), "organism": card.organism.value,
+                      "harmonised_labels": label_maps}
+            warmed = io.submit(_warm_up, checks)  # overlaps the obs read, which mostly runs without the GIL
             obs, var = _obs_var(query, card, label_maps)
-            x = exp.ms["RNA"].X["raw"]
-            summary, sig = _stream_x(x, obs, var, tmp_h5ad, block_cells, progress, label_maps)
-            # Disk and hashing work runs on threads without the GIL while validation holds it.
-            h5ad_synced, h5ad_sha256 = io.submit(fsync_file, tmp_h5ad), io.submit(sha256_file, tmp_h5ad)
+            warmed.result()
             cells = (obs.index.to_numpy(dtype=object), _strings(obs["dataset_id"]), _strings(obs["donor_id"]))
-            fingerprints = None if card.var_value_filter else io.submit(_write_durably, tmp_fp, *cells, sig)
-            report = validate_tables(str(h5ad_path), obs, var, summary, (len(obs), len(var)),
-                                     schemas_dir=str(project.schemas), organism=card.organism.value,
-                                     harmonised_labels=label_maps)
-            report.raise_for_failures()  # aborts every atomic write: nothing lands
-            if fingerprints is None:  # content evidence covers the cells' whole source profile
-                _write_durably(tmp_fp, *cells, _full_profile_signatures(exp, obs, block_cells))
-            else:
+            with SignatureTableWriter(tmp_fp, *cells) as fp_table:
+                with x_blocks(exp.ms["RNA"].X["raw"], obs["soma_joinid"].to_numpy(), var["soma_joinid"].to_numpy(),
+                              block_cells, ahead_bytes=READ_AHEAD_BYTES) as blocks:
+                    obs_var_failures = check_obs_var(obs, var, **checks)  # holds the GIL while X is read ahead
+                    # a var filter's cells are fingerprinted over all their genes, once validation passed
+                    summary = _stream_x(blocks, obs, var, tmp_h5ad, block_cells, progress, label_maps,
+                                        fingerprints=None if card.var_value_filter else fp_table.add)
+                # Disk and hashing work runs on threads without the GIL while the rest holds it.
+                h5ad_synced, h5ad_sha256 = io.submit(fsync_file, tmp_h5ad), io.submit(sha256_file, tmp_h5ad)
+                fingerprints = None if card.var_value_filter else fp_table.finish()
+                report = validate_tables(str(h5ad_path), obs, var, summary, (len(obs), len(var)),
+                                         obs_var_failures=obs_var_failures, **checks)
+                report.raise_for_failures()  # aborts every atomic write: nothing lands
+                if fingerprints is None:  # content evidence covers the cells' whole source profile
+                    fp_table.add(_full_profile_signatures(exp, obs, block_cells))
+                    fingerprints = fp_table.finish()
+                measured = census_measured_genes(census, card.organism.value, set(_distinct(obs["dataset_id"])))
+                GeneUniverse.from_feature_ids(measured).write(tmp_genes)
                 fingerprints.result()
-            measured = census_measured_genes(census, card.organism.value, set(_distinct(obs["dataset_id"])))
-            GeneUniverse.from_feature_ids(measured).write(tmp_genes)
             h5ad_synced.result()
             sha = h5ad_sha256.result()
         sources = _source_datasets(census, obs)
@@ -160,8 +169,19 @@ def _obs_var(query: soma.ExperimentAxisQuery, card: DatasetCard,
     return obs, var
 
 
-def _block_stats(csr: sp.csr_matrix, first_row: int, keys: np.ndarray) -> tuple[pd.DataFrame, Signatures]:
-    return x_cell_summary(csr, first_row), signatures(csr, keys)
+def _warm_up(checks: dict) -> None:
+    """Load validation's schemas and gene ids, then the compiled per-block kernels (numba's first
+    dispatch in a process imports its typing registries: ~0.6 s). In this order: numba registers
+    classes with ABCs, which makes pandera's isinstance checks slow while it loads (0.1 -> 0.35 s)."""
+    prepare(schemas_dir=checks["schemas_dir"], organism=checks["organism"])
+    empty = sp.csr_matrix((0, 0), dtype=np.float32)
+    x_cell_summary(empty)
+    signatures(empty, np.zeros(0, dtype=np.uint64))
+
+
+def _block_stats(csr: sp.csr_matrix, first_row: int,
+                 keys: np.ndarray | None) -> tuple[pd.DataFrame, Signatures | None]:
+    return x_cell_summary(csr, first_row), None if keys is None else signatures(csr, keys)
 
 
 def _full_profile_signatures(exp: soma.Experiment, obs: pd.DataFrame, block_cells: int) -> Signatures:
@@ -174,55 +194,48 @@ def _full_profile_signatures(exp: soma.Experiment, obs: pd.DataFrame, block_cell
     return Signatures.concat(parts)
 
 
-def write_signature_table(path: Path, cell_ids: np.ndarray, dataset_ids: np.ndarray, donor_ids: np.ndarray,
-                          sig: Signatures) -> None:
-    """The per-cell signature table a release ships and audits read (see heldout.leakage.fingerprint)."""
-    table = pa.table({"observation_joinid": pa.array(cell_ids, pa.string()),
-                      "dataset_id": pa.array(dataset_ids, pa.string()), "donor_id": pa.array(donor_ids, pa.string()),
-                      **sig.columns()})
-    pq.write_table(table, path, **write_options(table.column_names))
+def _stream_x(blocks: Iterable[sp.csr_matrix], obs: pd.DataFrame, var: pd.DataFrame, out: Path,
+              block_cells: int, progress: bool | None, label_maps: dict[str, dict[str, str]],
+              fingerprints: Callable[[Signatures], None] | None) -> pd.DataFrame:
+    """Write obs/var and X's ``blocks`` to ``out``; return the X summary, and hand each block's
+    signatures to ``fingerprints`` (in order).
 
-
-def _write_durably(path: Path, cell_ids: np.ndarray, dataset_ids: np.ndarray, donor_ids: np.ndarray,
-                   sig: Signatures) -> None:
-    write_signature_table(path, cell_ids, dataset_ids, donor_ids, sig)
-    fsync_file(path)
-
-
-def _stream_x(x_array: soma.SparseNDArray, obs: pd.DataFrame, var: pd.DataFrame, out: Path,
-              block_cells: int, progress: bool | None,
-              label_maps: dict[str, dict[str, str]]) -> tuple[pd.DataFrame, Signatures]:
-    """Write obs/var/X to ``out`` block by block; return the X summary and fingerprints.
-
-    Three things overlap: a reader thread reads block i+1 (``x_blocks``), a worker
-    thread summarises and fingerprints block i (numpy releases the GIL), and
-    the main thread appends block i to the h5ad. At most three blocks are held.
+    Four things overlap: the reader thread reads blocks ahead (``x_blocks``), a worker
+    thread summarises and fingerprints block i (numba, without the GIL), the main
+    thread appends block i to the h5ad, and a flush thread moves what is written to disk.
     """
-    keys = gene_keys(var.index.to_numpy())
-    stats: list[tuple[pd.DataFrame, Signatures]] = []
+    keys = gene_keys(var.index.to_numpy()) if fingerprints else None
+    summaries: list[pd.DataFrame] = []
     n_blocks = -(-len(obs) // block_cells)
-    blocks = x_blocks(x_array, obs["soma_joinid"].to_numpy(), var["soma_joinid"].to_numpy(), block_cells)
-    with h5py.File(out, "w") as f, ThreadPoolExecutor(max_workers=1) as worker:
+    with h5py.File(out, "w") as f, ThreadPoolExecutor(max_workers=1) as worker, flushed_as_written(out) as flush:
         ad.experimental.write_dispatched(f, "obs", obs, callback=_strings_natively)
         ad.io.write_elem(f, "var", var)
         for elem in ("obsm", "varm", "obsp", "varp", "layers"):
             ad.io.write_elem(f, elem, {})
         ad.io.write_elem(f, "uns", {HARMONISED_KEY: label_maps} if label_maps else {})
         done, x, pending = 0, None, None
+
+        def collect(pending: Future) -> None:
+            summary, sig = pending.result()
+            summaries.append(summary)
+            if fingerprints:
+                fingerprints(sig)
+
         for csr in tqdm(blocks, total=n_blocks, unit="block", desc="curating X",
                         disable=None if progress is None else not progress):
             if pending is not None:
-                stats.append(pending.result())
+                collect(pending)
             pending = worker.submit(_block_stats, csr, done, keys)
             if x is None:  # 64-bit indptr: a dataset may hold more than 2^31 non-zeros
                 ad.io.write_elem(f, "X", csr, dataset_kwargs={"indptr_dtype": np.int64, "chunks": (H5_CHUNK,)})
                 x = ad.io.sparse_dataset(f["X"])
             else:
                 x.append(csr)
+            flush()
             done += csr.shape[0]
         if pending is not None:
-            stats.append(pending.result())
-    return pd.concat([s for s, _ in stats]), Signatures.concat([sig for _, sig in stats])
+            collect(pending)
+    return pd.concat(summaries)
 
 
 STRING_DTYPE_WRITES = h5py.version.version_tuple >= (3, 14)  # h5py writes numpy StringDType to vlen strings itself

@@ -19,7 +19,7 @@ loaded whole: it is summarised per cell in row blocks (``x_cells.yaml`` checks t
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -38,8 +38,8 @@ from heldout.validation import rules  # noqa: F401 - registers the custom checks
 from heldout.validation.frames import Context, validate_frame
 from heldout.validation.report import Failure, ValidationReport
 
-__all__ = ["Failure", "ValidationReport", "load_schema", "validate_h5ad", "validate_tables", "write_report",
-           "x_cell_summary"]
+__all__ = ["Failure", "ValidationReport", "check_obs_var", "load_schema", "prepare", "validate_h5ad",
+           "validate_tables", "write_report", "x_cell_summary"]
 
 ROW_BLOCK = 50_000
 Profile = Literal["curated", "cellxgene"]
@@ -99,18 +99,20 @@ def _x_summary_kernel(indptr, data, n_cols, min_value, n_non_integer, n_non_fini
 def validate_tables(target: str, obs: pd.DataFrame, var: pd.DataFrame, x_summary: pd.DataFrame,
                     x_shape: tuple[int, int], *, schemas_dir: str | None = None, profile: Profile = "curated",
                     organism: str | None = None, schema_version: str | None = None,
-                    counts_from: str = "X", harmonised_labels: Iterable[str] = ()) -> ValidationReport:
+                    counts_from: str = "X", harmonised_labels: Iterable[str] = (),
+                    obs_var_failures: Sequence[Failure] | None = None) -> ValidationReport:
     """Validate in-memory obs, var and the X summary; return every failure found.
 
     ``harmonised_labels``: label columns a curation map (``curation/<name>.yaml``) rewrote on
-    purpose; they are not compared with their terms' labels.
+    purpose; they are not compared with their terms' labels. ``obs_var_failures``: what
+    :func:`check_obs_var` found for these obs and var earlier (curation checks them while X is
+    read); obs and var are then not checked again.
     """
-    obs_name, var_name, x_name = PROFILES[profile]
-    ontology_version = ontologies.guide_version_for(schema_version) if profile == "cellxgene" else ontologies.LATEST
-    ctx = Context(organism=organism, schema_version=ontology_version, harmonised=frozenset(harmonised_labels))
-    failures = validate_frame("obs", load_schema(obs_name, schemas_dir), obs, ctx)
-    failures += validate_frame("var", load_schema(var_name, schemas_dir), var, ctx)
-    x_failures = validate_frame("X", load_schema(x_name, schemas_dir), x_summary, ctx)
+    ctx = _context(profile, organism, schema_version, harmonised_labels)
+    failures = list(obs_var_failures) if obs_var_failures is not None else \
+        check_obs_var(obs, var, schemas_dir=schemas_dir, profile=profile, organism=organism,
+                      schema_version=schema_version, harmonised_labels=harmonised_labels)
+    x_failures = validate_frame("X", load_schema(PROFILES[profile][2], schemas_dir), x_summary, ctx)
     failures += [_name_cell(f, obs) for f in x_failures]
     if x_shape != (len(obs), len(var)):
         failures.append(Failure("shape", "X", "X.shape == (n_obs, n_var)",
@@ -118,7 +120,35 @@ def validate_tables(target: str, obs: pd.DataFrame, var: pd.DataFrame, x_summary
                                 reason="X does not match obs and var", fix="write X with one row per cell"))
     return ValidationReport(target=target, n_cells=len(obs), n_genes=len(var), failures=tuple(failures),
                             profile=profile, organism=organism, schema_version=schema_version,
-                            ontology_version=ontology_version, counts_from=counts_from)
+                            ontology_version=ctx.schema_version, counts_from=counts_from)
+
+
+def check_obs_var(obs: pd.DataFrame, var: pd.DataFrame, *, schemas_dir: str | None = None,
+                  profile: Profile = "curated", organism: str | None = None, schema_version: str | None = None,
+                  harmonised_labels: Iterable[str] = ()) -> list[Failure]:
+    """The failures of obs and var alone (every rule but the X summary's and X's shape)."""
+    obs_name, var_name, _ = PROFILES[profile]
+    ctx = _context(profile, organism, schema_version, harmonised_labels)
+    return validate_frame("obs", load_schema(obs_name, schemas_dir), obs, ctx) + \
+        validate_frame("var", load_schema(var_name, schemas_dir), var, ctx)
+
+
+def prepare(*, schemas_dir: str | None = None, profile: Profile = "curated", organism: str | None = None) -> None:
+    """Load what checking obs/var needs before the data arrive: the schemas and, with ``organism``,
+    its GENCODE ids (cached for the process; a caller runs this on a thread while it reads)."""
+    obs_name, var_name, _ = PROFILES[profile]
+    load_schema(obs_name, schemas_dir)
+    load_schema(var_name, schemas_dir)
+    if organism:
+        from heldout.genes import gencode_ids
+
+        gencode_ids(organism)
+
+
+def _context(profile: Profile, organism: str | None, schema_version: str | None,
+             harmonised_labels: Iterable[str]) -> Context:
+    ontology_version = ontologies.guide_version_for(schema_version) if profile == "cellxgene" else ontologies.LATEST
+    return Context(organism=organism, schema_version=ontology_version, harmonised=frozenset(harmonised_labels))
 
 
 def _name_cell(f: Failure, obs: pd.DataFrame) -> Failure:
