@@ -185,6 +185,21 @@ def test_the_x_summary_kernel_matches_a_dense_reference(dense: np.ndarray, first
     np.testing.assert_array_equal(summary["n_non_finite"].to_numpy(), (~finite).sum(axis=1))
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.text("ab", max_size=3), st.none(), st.just(float("nan")), st.integers(0, 2)), max_size=30),
+       st.booleans())
+def test_index_uniqueness_by_hashes_is_pandas_uniqueness(values: list, colliding: bool) -> None:
+    """Hashes decide only when they all differ; equal hashes (a duplicate, or a collision: forced here
+    by a constant hash) go to pandas' exact check."""
+    from heldout.validation import frames
+
+    index = pd.Index(values, dtype=object)
+    with pytest.MonkeyPatch.context() as patch:
+        if colliding:
+            patch.setattr(pd.util, "hash_array", lambda v, categorize=True: np.zeros(len(v), dtype=np.uint64))
+        assert frames._unique(index) == pd.Index(values, dtype=object).is_unique
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.integers(-1, 3), st.integers(-1, 2), st.integers(0, 1)), max_size=60))
 def test_groups_of_code_columns_are_found_in_order_of_appearance(rows: list[tuple[int, int, int]]) -> None:

@@ -29,8 +29,21 @@ import tiledbsoma as soma
 from tqdm.auto import tqdm
 
 import heldout
-from heldout._files import atomic_path, flushed_as_written, fsync_file, read_yaml, sha256_file, write_yaml_atomic
-from heldout.cards.dataset import DatasetCard, DatasetLock, SourceDataset, load_dataset_card
+from heldout._files import (
+    atomic_path,
+    flushed_as_written,
+    fsync_file,
+    read_yaml,
+    sha256_file,
+    write_yaml_atomic,
+)
+from heldout._gc import paused_gc
+from heldout.cards.dataset import (
+    DatasetCard,
+    DatasetLock,
+    SourceDataset,
+    load_dataset_card,
+)
 from heldout.census import ResolvedCensus, experiment, open_resolved, resolve_census
 from heldout.errors import CardError
 from heldout.leakage.fingerprint import Signatures, gene_keys, signatures
@@ -41,7 +54,14 @@ from heldout.project import Project, find_project
 from heldout.sources.soma import census_measured_genes
 from heldout.sources.stage import stage_source, unmapped_genes
 from heldout.sources.x_blocks import x_blocks
-from heldout.validation import HARMONISED_KEY, ValidationReport, check_obs_var, prepare, validate_tables, x_cell_summary
+from heldout.validation import (
+    HARMONISED_KEY,
+    ValidationReport,
+    check_obs_var,
+    prepare,
+    validate_tables,
+    x_cell_summary,
+)
 
 BLOCK_CELLS = 25_000
 READ_AHEAD_BYTES = 128 << 20  # X blocks read ahead while obs is written and blocks are appended (bounded)
@@ -78,6 +98,12 @@ def artifact_paths(project: Project, name: str) -> CuratedPaths:
 def curate(name: str, *, project: Project | None = None, mirror_root: str | Path | None = None,
            block_cells: int = BLOCK_CELLS, progress: bool | None = None) -> CurationResult:
     """Curate the registered card ``name``: query, stream, validate, write h5ad + lock + fingerprints."""
+    with paused_gc():  # bulk work: collections would walk every object loaded and free nothing
+        return _curate(name, project=project, mirror_root=mirror_root, block_cells=block_cells, progress=progress)
+
+
+def _curate(name: str, *, project: Project | None, mirror_root: str | Path | None, block_cells: int,
+            progress: bool | None) -> CurationResult:
     project = project or find_project()
     card = load_dataset_card(name, project.registry)
     resolved = stage_source(card, project) if card.source else \

@@ -32,6 +32,7 @@ import pandera.pandas as pa
 import scipy.sparse as sp
 
 from heldout import ontologies
+from heldout._gc import paused_gc
 from heldout.errors import UsageError, ValidationFailed
 from heldout.project import bundled_schemas
 from heldout.validation import rules  # noqa: F401 - registers the custom checks the schemas name
@@ -96,6 +97,7 @@ def _x_summary_kernel(indptr, data, n_cols, min_value, n_non_integer, n_non_fini
         n_non_finite[i] = non_finite
 
 
+@paused_gc()  # bulk work: see heldout._gc
 def validate_tables(target: str, obs: pd.DataFrame, var: pd.DataFrame, x_summary: pd.DataFrame,
                     x_shape: tuple[int, int], *, schemas_dir: str | None = None, profile: Profile = "curated",
                     organism: str | None = None, schema_version: str | None = None,
@@ -123,6 +125,7 @@ def validate_tables(target: str, obs: pd.DataFrame, var: pd.DataFrame, x_summary
                             ontology_version=ctx.schema_version, counts_from=counts_from)
 
 
+@paused_gc()  # bulk work: see heldout._gc
 def check_obs_var(obs: pd.DataFrame, var: pd.DataFrame, *, schemas_dir: str | None = None,
                   profile: Profile = "curated", organism: str | None = None, schema_version: str | None = None,
                   harmonised_labels: Iterable[str] = ()) -> list[Failure]:
@@ -195,6 +198,7 @@ def _counts(adata: ad.AnnData, profile: Profile) -> tuple[object, str]:
     return adata.X, "X"
 
 
+@paused_gc()  # bulk work: see heldout._gc
 def validate_h5ad(path: str | Path, *, schemas_dir: str | None = None,
                   profile: Profile | Literal["auto"] = "auto") -> ValidationReport:
     """Validate an h5ad file, streaming X (or raw.X) in row blocks (file opened backed)."""

@@ -69,13 +69,13 @@ def validate_frame(component: str, schema: pa.DataFrameSchema, frame: pd.DataFra
     present = {c: col for c, col in schema.columns.items() if c in frame.columns}
     per_row = [c for c, col in present.items() if col.unique]
     if per_row or schema.index is not None:
-        index_unique = bool(frame.index.is_unique)  # hashed once; pandas keeps it with the index
+        index_unique = _unique(frame.index)
         columns = {c: _vectorised_str(present[c], frame[c]) for c in per_row}
         columns = {c: _without_unique(col) if _proven_unique(frame[c], frame.index, index_unique) else col
                    for c, col in columns.items()}
         index = schema.index
         if index is not None and _all_strings(frame.index):
-            index = pa.Index(None, checks=index.checks, nullable=index.nullable,
+            index = pa.Index(None, checks=index.checks, nullable=True,  # all str: none missing
                              unique=index.unique and not index_unique, name=index.name)
         elif index is not None and index_unique:
             index = _without_unique(index)
@@ -126,11 +126,23 @@ def _all_strings(values: pd.Series | pd.Index) -> bool:
 
 
 def _vectorised_str(column: pa.Column, values: pd.Series) -> pa.Column:
-    """A per-row str column whose values are all strings needs no per-element dtype check (1M rows: ~1 s)."""
+    """A per-row str column whose values are all strings needs no per-element dtype check (1M rows: ~1 s)
+    and no search for missing values (none is a str)."""
     if str(column.dtype) == "str" and _all_strings(values):
-        return pa.Column(None, checks=column.checks, nullable=column.nullable, unique=column.unique,
+        return pa.Column(None, checks=column.checks, nullable=True, unique=column.unique,
                          required=column.required, name=column.name)
     return column
+
+
+def _unique(index: pd.Index) -> bool:
+    """Whether an index's values all differ. Strings are hashed to 64 bits first (pandas' hash_array,
+    then a sort: 1M ids in ~0.27 s, against ~0.4-0.5 s for ``is_unique``'s hash table); only equal
+    hashes, a duplicate or a collision, send it to the exact check."""
+    if index.dtype != object or len(index) < 2:
+        return bool(index.is_unique)
+    hashes = pd.util.hash_array(index.to_numpy(), categorize=False)
+    hashes.sort()
+    return True if not (hashes[1:] == hashes[:-1]).any() else bool(index.is_unique)
 
 
 def _failures(component: str, schema: pa.DataFrameSchema, values: pd.DataFrame, frame: pd.DataFrame, ctx: Context,
