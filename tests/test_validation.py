@@ -185,6 +185,17 @@ def test_the_x_summary_kernel_matches_a_dense_reference(dense: np.ndarray, first
     np.testing.assert_array_equal(summary["n_non_finite"].to_numpy(), (~finite).sum(axis=1))
 
 
+@pytest.mark.parametrize(("values", "expected"), [(["a", "b"], True), (["a", None], False), (["a", float("nan")], False),
+                                                 (["a", 1], False), ([], False)])
+def test_str_columns_are_recognised_from_their_array(values: list, expected: bool) -> None:
+    """What pandas infers for the Series itself, without probing it (a probe hashes its index)."""
+    from heldout.validation import frames
+
+    series = pd.Series(values, dtype=object, index=[f"cell-{i}" for i in range(len(values))])
+    assert frames._all_strings(series) == (pd.api.types.infer_dtype(series, skipna=False) == "string") == expected
+    assert not frames._all_strings(series.astype("category"))
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.one_of(st.text("ab", max_size=3), st.none(), st.just(float("nan")), st.integers(0, 2)), max_size=30),
        st.booleans())

@@ -289,8 +289,9 @@ def _strings(column: pd.Series) -> np.ndarray:
     if isinstance(column.dtype, pd.CategoricalDtype):
         names = np.append(column.cat.categories.astype(str).to_numpy(dtype=object), "nan")  # code -1: missing
         return names[column.cat.codes.to_numpy()]
-    if pd.api.types.infer_dtype(column, skipna=False) == "string":  # already str objects (Census string columns)
-        return column.to_numpy(dtype=object)
+    values = column.to_numpy()  # inferred from the array: probing a Series looks names up in its index
+    if pd.api.types.infer_dtype(values, skipna=False) == "string":  # already str objects (Census string columns)
+        return values.astype(object, copy=False)
     return column.astype(str).to_numpy(dtype=object)
 
 
