@@ -236,8 +236,7 @@ def test_signature_table_errors_surface_and_count_mismatches_are_refused(curated
 
 def test_flushing_a_growing_file_keeps_its_content_and_reports_flush_errors(tmp_path: Path,
                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
+    import heldout._files
     from heldout._files import flushed_as_written
 
     path = tmp_path / "growing"
@@ -251,7 +250,7 @@ def test_flushing_a_growing_file_keeps_its_content_and_reports_flush_errors(tmp_
     def failing_sync(fd: int) -> None:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(os, "fdatasync", failing_sync)  # a disk that fails: the writer must hear of it
+    monkeypatch.setattr(heldout._files, "sync_data", failing_sync)  # a disk that fails: the writer must hear of it
     with pytest.raises(OSError, match="Input/output error"), open(path, "ab") as fh, flushed_as_written(path) as flush:
         fh.write(b"more")
         flush()

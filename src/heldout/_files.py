@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+sync_data = getattr(os, "fdatasync", os.fsync)  # a file's data to disk (macOS has only fsync)
 HASH_CHUNK = 16 << 20  # few large reads: each one gives up and retakes the GIL, which costs up to 5 ms
                        # when another thread holds it (1 MiB reads hashed 270 MB in 1.5 s instead of 0.3 s)
 
@@ -84,7 +85,6 @@ def flushed_as_written(path: str | Path) -> Iterator[Callable[[], None]]:
     each write. The disk then works while the writer computes, and the last ``fsync_file`` only
     waits for what came after the last flush. A flush error surfaces on exit."""
     fd = os.open(path, os.O_RDONLY)  # fsync acts on the file, whichever descriptor asks
-    sync = getattr(os, "fdatasync", os.fsync)
     inflight: Future | None = None
 
     def flush() -> None:
@@ -92,7 +92,7 @@ def flushed_as_written(path: str | Path) -> Iterator[Callable[[], None]]:
         if inflight is None or inflight.done():
             if inflight is not None:
                 inflight.result()
-            inflight = pool.submit(sync, fd)
+            inflight = pool.submit(sync_data, fd)
 
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flush") as pool:

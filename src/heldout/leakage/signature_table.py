@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from heldout._files import fsync_file
+from heldout._files import sync_data
 from heldout.leakage.fingerprint import Signatures, write_options
 
 ROW_GROUP_CELLS = 1 << 17  # ~5.5 MB of signatures per row group
@@ -94,7 +94,7 @@ class SignatureTableWriter:
                 self._writer = pq.ParquetWriter(self._path, table.schema, **write_options(table.column_names))
                 self._fd = os.open(self._path, os.O_RDONLY)
             self._writer.write_table(table, row_group_size=max(1, len(table)))
-            getattr(os, "fdatasync", os.fsync)(self._fd)  # what is written so far, while cells stream
+            sync_data(self._fd)  # what is written so far, while cells stream
         except BaseException as exc:  # raised by finish()'s future
             self._error = exc
 
@@ -104,7 +104,7 @@ class SignatureTableWriter:
                 if self._writer is not None:
                     self._writer.close()
                     self._writer = None
-                fsync_file(self._path)
+                os.fsync(self._fd)  # the footer too (the descriptor stays open until the writer exits)
             except BaseException as exc:
                 self._error = exc
         if self._error is not None:
