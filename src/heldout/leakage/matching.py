@@ -32,7 +32,13 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
-from heldout.leakage.fingerprint import EMPTY, N_BANDS, Signatures, band_keys, gene_prefix, sorted_unique
+from heldout.leakage.fingerprint import (
+    EMPTY,
+    N_BANDS,
+    Signatures,
+    band_keys,
+    gene_prefix,
+)
 
 NEAR_THRESHOLD = 0.9
 NEAR_MIN_COMPARED = 16
@@ -187,23 +193,30 @@ def radix_table(keys: np.ndarray, key_off: np.ndarray) -> tuple[np.ndarray, np.u
 
 
 @numba.njit(cache=True, nogil=True)
-def _probe_kernel(probe, words, shift, keys, radix, radix_shift, owners, out_e, out_c, out_k):  # noqa: ANN001, ANN202
-    """One pass over a corpus batch: every (eval row, corpus row, key) where a corpus key equals an indexed key.
+def _probe_kernel(probe, words, shift, keys, radix, radix_shift, owners, min_shared, start, mark, shared,  # noqa: ANN001, ANN202
+                  exact_e, exact_c, n_exact, cand_e, cand_c, n_cand):
+    """One pass over a corpus batch from row ``start``: exact pairs and near candidates.
 
     Key 0 of ``keys``/``owners`` (bucketed per lane by ``radix``) is the exact lane 0, keys 1.. the bands. Each
     row first tests its nine keys against the blocked Bloom filter of the indexed keys without branches, so the
-    memory reads overlap; only the rare rows that pass are looked up in their bucket. Returns the number of
-    pairs, or -1 if they do not fit in the output arrays (the caller retries with larger ones).
+    memory reads overlap; only the rare rows that pass are looked up in their bucket. An (eval row, corpus row)
+    pair is an exact pair when lane 0 is equal, and a candidate when ``min_shared`` bands are: bands are counted
+    per pair as the row is read (``mark``/``shared``, one slot per eval row), so a corpus row that shares bands
+    with many eval rows costs one slot update per shared band, not an output triple to sort.
+
+    Returns (the row to resume from, exact pairs, candidates). The row is ``len(probe)`` when the batch is done;
+    before that, an output array was full, the pairs of that row are not counted, and the caller resumes there
+    with larger outputs and a fresh ``mark``.
     """
-    n = 0
-    capacity = len(out_e)
     n_keys = probe.shape[1] - 1  # lane 0, then the bands (lane 1 only confirms exact matches)
-    for i in range(probe.shape[0]):
+    for i in range(start, probe.shape[0]):
+        row = np.int32(i)
         mask = _may_hold(words, shift, probe[i, 0])
         for b in range(1, n_keys):
             mask |= _may_hold(words, shift, probe[i, b + 1]) << np.uint32(b)
         if mask == 0:
             continue
+        row_exact, row_cand = n_exact, n_cand
         for k in range(n_keys):
             if not (mask >> np.uint32(k)) & np.uint32(1):
                 continue
@@ -215,14 +228,49 @@ def _probe_kernel(probe, words, shift, keys, radix, radix_shift, owners, out_e, 
             while lo < hi and keys[lo] < v:
                 lo += 1
             while lo < hi and keys[lo] == v:
-                if n == capacity:
-                    return -1
-                out_e[n] = owners[lo]
-                out_c[n] = i
-                out_k[n] = k
-                n += 1
+                owner = owners[lo]
                 lo += 1
-    return n
+                if k == 0:
+                    if n_exact == len(exact_e):
+                        return i, row_exact, row_cand
+                    exact_e[n_exact] = owner
+                    exact_c[n_exact] = i
+                    n_exact += 1
+                    continue
+                if mark[owner] != row:
+                    mark[owner] = row
+                    shared[owner] = 0
+                shared[owner] += np.uint8(1)
+                if shared[owner] == min_shared:
+                    if n_cand == len(cand_e):
+                        return i, row_exact, row_cand
+                    cand_e[n_cand] = owner
+                    cand_c[n_cand] = i
+                    n_cand += 1
+    return probe.shape[0], n_exact, n_cand
+
+
+def probe_pairs(probe: np.ndarray, words: np.ndarray, shift: np.uint64, keys: np.ndarray, radix: np.ndarray,
+                radix_shift: np.uint64, owners: np.ndarray, n_eval: int,
+                min_shared: int = MIN_SHARED_BANDS) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """(exact (eval, corpus) pairs on lane 0, candidate pairs sharing ``min_shared`` bands) of one batch.
+
+    Outputs start at one pair per corpus row and grow 4x when full; the kernel resumes at the row it stopped at.
+    Candidates come ordered by (eval row, corpus row).
+    """
+    capacity = max(1024, len(probe))
+    exact_e, exact_c, cand_e, cand_c = (np.empty(capacity, np.int64) for _ in range(4))
+    shared = np.zeros(n_eval, np.uint8)  # bands shared with the current row: at most N_BANDS
+    row = n_exact = n_cand = 0
+    while True:
+        mark = np.full(n_eval, -1, np.int32)  # 4 + 1 bytes per eval row: 0.5 MB for 100k fits the L2 cache
+        row, n_exact, n_cand = _probe_kernel(probe, words, shift, keys, radix, radix_shift, owners, min_shared,
+                                             row, mark, shared, exact_e, exact_c, n_exact, cand_e, cand_c, n_cand)
+        if row == len(probe):
+            order = np.lexsort((cand_c[:n_cand], cand_e[:n_cand]))
+            return (exact_e[:n_exact], exact_c[:n_exact]), (cand_e[order], cand_c[order])
+        exact_e, exact_c, cand_e, cand_c = (np.concatenate([a, np.empty(3 * len(a), np.int64)])
+                                            for a in (exact_e, exact_c, cand_e, cand_c))
 
 
 def _ragged(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -268,26 +316,10 @@ class EvalIndex:
     def probe(self, batch: CorpusBatch) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
         """Exact pairs, and near candidates (pairs sharing at least MIN_SHARED_BANDS bands)."""
         probe = np.ascontiguousarray(batch.probe)
-        empty = np.zeros(0, np.int64)
-        args = (probe, self.words, self.shift, self.keys, self.radix, self.radix_shift, self.owners)
-        capacity = max(1024, len(probe))  # pairs: one per row is rarely exceeded (retried 4x larger if so)
-        while True:
-            e, c, k = (np.empty(capacity, np.int64) for _ in range(3))
-            n = _probe_kernel(*args, e, c, k)
-            if n >= 0:
-                break
-            capacity *= 4
-        e, c, k = e[:n], c[:n], k[:n]
-        is_exact = k == 0
-        same = self.sig.exact[e[is_exact], 1] == probe[c[is_exact], 1]
-        exact = (e[is_exact][same], c[is_exact][same])
-        packed = np.sort((e[~is_exact] << 32) | c[~is_exact])
-        if len(packed) == 0:
-            return exact, (empty, empty)
-        starts = np.flatnonzero(np.concatenate([[True], packed[1:] != packed[:-1]]))
-        runs = np.diff(np.concatenate([starts, [len(packed)]]))  # how many bands each pair shares
-        pairs = packed[starts[runs >= MIN_SHARED_BANDS]]
-        return exact, (pairs >> 32, pairs & 0xFFFFFFFF)
+        (e, c), candidates = probe_pairs(probe, self.words, self.shift, self.keys, self.radix, self.radix_shift,
+                                         self.owners, self.n)
+        same = self.sig.exact[e, 1] == probe[c, 1]
+        return (e[same], c[same]), candidates
 
     def _gene_differences(self, corpus_genes: np.ndarray | None) -> tuple:
         """Per eval gene set: genes only the eval side measured, genes only the corpus measured."""
