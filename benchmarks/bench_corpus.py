@@ -29,11 +29,12 @@ from _measure import run_step
 from bench_curation import WORK
 
 RECORD = """
-import time, numpy as np
+import shutil, time, numpy as np
 from pathlib import Path
 from heldout.census import resolve_census
 from heldout.corpora.record import census_plan, execute
 root = Path({root!r})
+shutil.rmtree(root / "corpora" / "bench" / {corpus!r}, ignore_errors=True)  # record anew (finished parts are kept)
 resolved = resolve_census("2025-11-08", source="mirror", mirror_root={mirror!r})
 plan = census_plan(root=root, model="bench", corpus={corpus!r}, role="pretraining", definition_sha256="0" * 64,
                    resolved=resolved, organism={organism!r}, obs_filter="is_primary_data == True",
@@ -109,7 +110,7 @@ import numpy as np, pyarrow as pa, pyarrow.parquet as pq, shutil, time, yaml
 from pathlib import Path
 from heldout._files import sha256_file, write_yaml_atomic
 from heldout.corpora.record import ROW_GROUP
-from heldout.leakage.fingerprint import HASH_COLUMNS, PROBE_WIDTH, matrix, write_options
+from heldout.leakage.fingerprint import HASH_COLUMNS, PROBE_WIDTH, SKETCH_BUCKETS, matrix, write_options
 rec, out = Path({recorded!r}), Path({out!r})
 planted = np.sort(np.load({work!r} + "/planted.npy"))
 shutil.rmtree(out, ignore_errors=True)
@@ -133,12 +134,13 @@ for dataset, tables in by_dataset.items():
     for k in range({copies}):
         part = table
         for name in HASH_COLUMNS:
-            m = matrix(table.column(name), {{"probe": PROBE_WIDTH, "sketch": 32}}[name])
+            width = {{"probe": PROBE_WIDTH, "exact_lane1": 1, "sketch": SKETCH_BUCKETS}}[name]
+            m = matrix(table.column(name), width)
             salted = salt(m, k + 1)
             if k == 0:
                 salted[keep] = m[keep]
-            arr = pa.FixedSizeBinaryArray.from_buffers(pa.binary(8 * m.shape[1]), len(m),
-                                                       [None, pa.py_buffer(salted.tobytes())])
+            arr = (pa.array(salted[:, 0]) if name == "exact_lane1" else
+                   pa.FixedSizeBinaryArray.from_buffers(pa.binary(8 * width), len(m), [None, pa.py_buffer(salted.tobytes())]))
             part = part.set_column(part.schema.get_field_index(name), name, arr)
         parts.append(part)
     merged = pa.concat_tables(parts)

@@ -57,7 +57,7 @@ def test_lock_records_what_was_resolved(curated: Project) -> None:
     assert len(fps) == 184 and {"probe", "sketch", "n_genes", "n_counts"} <= set(fps.columns)
     sig = Signatures.from_table(pq.read_table(fp_path))
     assert sig.exact.dtype == np.uint64 and sig.exact.any(axis=1).all() and sig.sketch.shape == (184, 32)
-    assert (fps["n_genes"] >= 20).all() and len(fps["probe"].iloc[0]) == 80  # 2 fingerprint lanes + 8 bands
+    assert (fps["n_genes"] >= 20).all() and len(fps["probe"].iloc[0]) == 40  # fingerprint lane 0 + 8 uint32 bands
     universe = GeneUniverse.read(paths.genes)  # the genes the source dataset measured
     assert list(universe.measured) == list(fps["dataset_id"].unique()) and universe.measured[fps["dataset_id"][0]].sum() > 8000
 

@@ -220,6 +220,73 @@ def test_republished_cells_found_by_content(leak: Project, evals: dict, tmp_path
         assert ev.exact_cells == 57 and ev.near_cells == 0
 
 
+def _legacy_band_hashes(sketch: np.ndarray) -> np.ndarray:
+    """The 64-bit band hashes manifests stored before 2026-11-30 (the documented formula, in numpy)."""
+    from heldout.leakage import fingerprint as fp
+
+    grouped = sketch.reshape(len(sketch), fp.N_BANDS, fp.BUCKETS_PER_BAND)
+    with np.errstate(over="ignore"):
+        acc = np.full((len(sketch), fp.N_BANDS), np.uint64(0x243F6A8885A308D3), dtype=np.uint64)
+        for i in range(fp.BUCKETS_PER_BAND):
+            z = (acc ^ grouped[:, :, i]) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(0x9E3779B97F4A7C15)
+            z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            acc = z ^ (z >> np.uint64(31))
+    acc[(grouped == fp.EMPTY).all(axis=2)] = 0
+    return acc
+
+
+def _rewrite_as_legacy(folder: Path) -> None:
+    """Rewrite a recorded corpus's cell files as an older heldout wrote them (80-byte probes: exact lanes 0-1
+    and the 64-bit band hashes; no exact_lane1 column), with the manifest's checksums to match."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from heldout._files import sha256_file
+    from heldout.leakage.fingerprint import Signatures, write_options
+
+    manifest = yaml.safe_load((folder / "manifest.yaml").read_text())
+    for record in manifest["files"]:
+        if not record.get("dataset_id"):
+            continue
+        path = folder / record["path"]
+        table = pq.read_table(path)
+        sig = Signatures.from_table(table)
+        old = np.ascontiguousarray(np.concatenate([sig.exact, _legacy_band_hashes(sig.sketch)], axis=1))
+        probe = pa.FixedSizeBinaryArray.from_buffers(pa.binary(80), len(old), [None, pa.py_buffer(old.tobytes())])
+        table = table.drop_columns(["exact_lane1"]).set_column(table.schema.get_field_index("probe"), "probe", probe)
+        pq.write_table(table, path, row_group_size=2, **write_options(table.column_names))  # several row groups
+        record["sha256"], record["size"] = sha256_file(path), path.stat().st_size
+    (folder / "manifest.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+    (folder / ".verified.json").unlink(missing_ok=True)
+
+
+def test_manifests_recorded_before_the_40_byte_probe_decide_the_same(leak: Project, evals: dict,
+                                                                     tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A released manifest stays usable: its 80-byte probes are converted as read, and the audit finds the
+    same cells, exactly and near (the re-published cells with a gene dropped)."""
+    from heldout._files import sha256_file
+
+    root, version = _republished(tmp_path, monkeypatch, drop_top_gene=True)
+    project = make_project(tmp_path / "p")
+    _corpus_card(project, version, "is_primary_data == False")
+    [record] = record_model_corpora("republished-reader", project=project, mirror_root=root)
+    glioma = [evals["glioma-tirosh2016"]]
+    [today] = audit([_card(project, "republished-reader")], glioma, mirror_root=root, project_root=project.root)
+    _rewrite_as_legacy(record.manifest_path.parent)
+    card_path = project.registry / "models" / "republished-reader.yaml"
+    card = yaml.safe_load(card_path.read_text())
+    card["corpora"][0]["manifest_sha256"] = sha256_file(record.manifest_path)  # as reviewed for the old release
+    card_path.write_text(yaml.safe_dump(card, sort_keys=False))
+    [legacy] = audit([_card(project, "republished-reader")], glioma, mirror_root=root, project_root=project.root)
+    assert today.evidence[0].near_cells == 57 and today.tier is Tier.YELLOW
+    for a, b in zip(today.evidence, legacy.evidence, strict=True):
+        assert (a.seen == b.seen).all() and (a.exact_cells, a.near_cells) == (b.exact_cells, b.near_cells)
+        assert a.examples == b.examples
+    assert legacy.tier is today.tier
+
+
 def test_gene_filtered_eval_card_found_against_the_full_corpus(leak: Project, mirror_root: Path) -> None:
     """An eval card keeping only protein-coding genes still carries each cell's full-profile signature."""
     card = leak.registry / "datasets" / "glioma-tirosh2016.yaml"
@@ -244,11 +311,9 @@ def test_information_poor_cells_are_never_content_evidence(mirror_root: Path) ->
     assert len(poor) >= 3 and len(np.unique(sig.exact[poor], axis=0)) < len(poor)  # real collisions exist
     index = EvalIndex(sig.take(poor))
     corpus = sig.take(poor)
-    from heldout.leakage.fingerprint import band_keys
     from heldout.leakage.matching import CorpusBatch
 
-    batch = CorpusBatch(dataset_id="same", probe=np.concatenate([corpus.exact, band_keys(corpus.sketch)], axis=1),
-                        cell_ids=lambda r: np.asarray(r).astype(str), sketches=lambda: corpus.sketch)
+    batch = CorpusBatch.of("same", corpus, np.arange(len(corpus)).astype(str))
     hits = match_corpus(index, [batch])
     assert not hits.any.any() and not index.informative.any()
     assert MIN_GENES == 20
@@ -323,42 +388,61 @@ def test_band_keys_are_the_documented_hash_of_their_buckets(n: int, empty: float
         for i in range(fp.BUCKETS_PER_BAND):
             expected = splitmix64((expected ^ grouped[:, :, i]) * np.uint64(0x9E3779B97F4A7C15))
     expected[(grouped == fp.EMPTY).all(axis=2)] = 0
-    assert np.array_equal(band_keys(sketch), expected)
+    keys = (expected >> np.uint64(32)).astype(np.uint32)  # the top half; 0 only for an all-empty band
+    keys[(keys == 0) & (expected != 0)] = 1
+    assert band_keys(sketch).dtype == np.uint32 and np.array_equal(band_keys(sketch), keys)
+    assert np.array_equal(fp.narrow_band_hashes(expected), keys)  # how legacy 64-bit band hashes are read
+
+
+def test_narrowed_band_keys_are_zero_only_for_empty_bands() -> None:
+    from heldout.leakage.fingerprint import narrow_band_hashes
+
+    hashes = np.array([0, 1, 2**32 - 1, 2**32, 2**63 + 5, 2**64 - 1], dtype=np.uint64)
+    assert narrow_band_hashes(hashes).tolist() == [0, 1, 1, 1, 2**31, 2**32 - 1]
 
 
 @settings(max_examples=25, deadline=None)
-@given(n_lanes=st.integers(1, 9), n_keys=st.integers(0, 3000), n_rows=st.integers(0, 2000),
-       shared=st.floats(0, 1), min_shared=st.integers(1, 3), seed=st.integers(0, 2**32 - 1))
+@given(n_keys=st.integers(0, 3000), n_rows=st.integers(0, 2000), shared=st.floats(0, 1),
+       min_shared=st.integers(1, 3), seed=st.integers(0, 2**32 - 1))
 def test_the_probe_kernel_finds_exactly_the_pairs_a_brute_force_join_finds(
-        n_lanes: int, n_keys: int, n_rows: int, shared: float, min_shared: int, seed: int) -> None:
+        n_keys: int, n_rows: int, shared: float, min_shared: int, seed: int) -> None:
     """Filter + radix buckets + per-pair band counts: every (eval owner, corpus row) equal on lane 0, and every
-    pair equal on at least ``min_shared`` bands, nothing else. Keys are repeated across owners, clustered in one
-    bucket, and some band keys are empty (zero); outputs start small, so the kernel resumes after growing them."""
-    from heldout.leakage.matching import _ragged, bloom_words, probe_pairs, radix_table
+    pair equal on at least ``min_shared`` bands, nothing else. Keys are repeated across owners, lane-0 keys
+    clustered in one bucket, some band keys are empty (zero); outputs start small, so the kernel resumes after
+    growing them."""
+    from heldout.leakage.fingerprint import N_BANDS, probe_matrix
+    from heldout.leakage.matching import _ragged, band_index_keys, bloom_words, probe_pairs, radix_table
 
     rng = np.random.default_rng(seed)
     n_eval = 4_000
-    pool = rng.integers(1, 2**64, size=max(1, n_keys // 3), dtype=np.uint64)
-    pool[: len(pool) // 4] &= np.uint64(0xFFFF)  # many keys sharing their top bits: one crowded bucket
+    exact_pool = rng.integers(1, 2**64, size=max(1, n_keys // 3), dtype=np.uint64)
+    exact_pool[: len(exact_pool) // 4] &= np.uint64(0xFFFF)  # many keys sharing their top bits: one crowded bucket
+    band_pool = rng.integers(1, 2**32, size=max(1, n_keys // 3), dtype=np.uint32)
+    pools = [exact_pool] + [band_pool] * N_BANDS
     lanes, owners = [], []
-    for _ in range(n_lanes):
+    for lane, pool in enumerate(pools):
         keys = rng.choice(pool, size=n_keys)  # repeats: one key owned by several eval cells
+        keys = keys if lane == 0 else band_index_keys(keys)
         order = np.argsort(keys, kind="stable")
         lanes.append(keys[order])
         owners.append(rng.permutation(n_eval)[:n_keys][order])  # an eval cell has one key per lane, as in an index
     keys, key_off = _ragged(lanes)
-    owner = np.concatenate(owners).astype(np.int64) if owners else np.zeros(0, np.int64)
+    owner = np.concatenate(owners).astype(np.int64)
     words, shift = bloom_words(keys)
     radix, radix_shift = radix_table(keys, key_off)
-    probe = rng.integers(0, 2**64, size=(n_rows, n_lanes + 1), dtype=np.uint64)
-    from_pool = rng.random(probe.shape) < shared
-    probe[from_pool] = rng.choice(pool, size=int(from_pool.sum()))
-    probe[:, 2:][rng.random((n_rows, n_lanes - 1)) < 0.1] = 0  # empty band keys are never looked up
+    lane0 = rng.integers(0, 2**64, size=n_rows, dtype=np.uint64)
+    pick = rng.random(n_rows) < shared
+    lane0[pick] = rng.choice(exact_pool, size=int(pick.sum()))
+    bands = rng.integers(0, 2**32, size=(n_rows, N_BANDS), dtype=np.uint32)
+    pick = rng.random(bands.shape) < shared
+    bands[pick] = rng.choice(band_pool, size=int(pick.sum()))
+    bands[rng.random(bands.shape) < 0.1] = 0  # empty band keys are never looked up
+    probe = probe_matrix(lane0, bands)
     (exact_e, exact_c), (cand_e, cand_c) = probe_pairs(probe, words, shift, keys, radix, radix_shift, owner,
                                                        n_eval, min_shared)
     expected_exact, band_counts = [], {}
-    for lane in range(n_lanes):
-        column = probe[:, 0] if lane == 0 else probe[:, lane + 1]
+    for lane in range(1 + N_BANDS):
+        column = lane0 if lane == 0 else band_index_keys(bands[:, lane - 1])
         segment = slice(key_off[lane], key_off[lane + 1])
         for row, value in enumerate(column):
             if lane > 0 and value == 0:

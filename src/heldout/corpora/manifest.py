@@ -18,13 +18,12 @@ from heldout._files import read_yaml, sha256_file, write_json_atomic
 from heldout.cards._base import FrozenRecord, parse_card
 from heldout.cards.model import CorpusRole
 from heldout.errors import ChecksumMismatch, HeldoutError
-from heldout.leakage.fingerprint import PROBE_WIDTH, SKETCH_BUCKETS, matrix
+from heldout.leakage.fingerprint import LEGACY_PROBE_WIDTH, PROBE_WIDTH, SKETCH_BUCKETS, legacy_probe, matrix
 from heldout.leakage.matching import CorpusBatch
 from heldout.leakage.universe import GeneUniverse
 
 MANIFEST = "manifest.yaml"
 DATA = "data"
-PROBE_COLUMNS = ["probe"]
 
 
 class InputFile(FrozenRecord):
@@ -162,19 +161,33 @@ class CorpusReader:
         return GeneUniverse.read(self._file("genes.parquet"))
 
     def batches(self) -> Iterator[CorpusBatch]:
-        """One batch per row group of every cell file; sketches are read only for candidate rows."""
+        """One batch per row group of every cell file; the rest of a row's signature is read only when needed.
+
+        Files written before the 40-byte probe (no ``exact_lane1`` column) are converted as they are read.
+        """
         universe = self.universe
         for record in self.manifest.files:
             if record.dataset_id is None:
                 continue
             path = self.folder / record.path
             parquet = pq.ParquetFile(path, memory_map=True)
+            legacy = "exact_lane1" not in parquet.schema_arrow.names
             genes = universe.genes_of(record.dataset_id)
             for group in range(parquet.num_row_groups):
-                table = parquet.read_row_group(group, columns=PROBE_COLUMNS)
-                yield CorpusBatch(dataset_id=record.dataset_id, probe=matrix(table.column("probe"), PROBE_WIDTH),
+                stored = matrix(parquet.read_row_group(group, columns=["probe"]).column("probe"),
+                                LEGACY_PROBE_WIDTH if legacy else PROBE_WIDTH)
+                if legacy:
+                    probe, lane1 = legacy_probe(stored)
+                    exact_lane1 = lambda rows, lane1=lane1: lane1[rows]
+                else:
+                    probe, exact_lane1 = stored, _lane1_reader(parquet, group)
+                yield CorpusBatch(dataset_id=record.dataset_id, probe=probe, exact_lane1=exact_lane1,
                                   cell_ids=_column_reader(parquet, group), sketches=_sketch_reader(parquet, group),
                                   genes=genes)
+
+
+def _lane1_reader(parquet: pq.ParquetFile, group: int):  # noqa: ANN202 - a rows -> uint64 callable
+    return lambda rows: parquet.read_row_group(group, columns=["exact_lane1"]).column("exact_lane1").to_numpy()[rows]
 
 
 def _sketch_reader(parquet: pq.ParquetFile, group: int):  # noqa: ANN202 - a () -> sketches callable

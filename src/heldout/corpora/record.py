@@ -42,7 +42,7 @@ from heldout.sources import CellSource, CensusSource, H5adSource, SomaSource
 DEFAULT_PARTITION_CELLS = 1_000_000
 BLOCK_CELLS = 25_000
 ROW_GROUP = 65_536  # rows per parquet row group: a sketch column is read only for groups with candidates
-SIGNATURE_PARAMS = {"sketch_buckets": SKETCH_BUCKETS, "bands": N_BANDS, "min_genes": MIN_GENES}
+SIGNATURE_PARAMS = {"sketch_buckets": SKETCH_BUCKETS, "bands": N_BANDS, "band_key_bits": 32, "min_genes": MIN_GENES}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -20,7 +20,7 @@ from heldout.cards.model import Corpus, Documentation
 from heldout.corpora.manifest import CorpusReader, definition_sha256
 from heldout.errors import HeldoutError
 from heldout.leakage.evidence import CorpusEvidence, EvalData, common_fields, special_donor, unresolved
-from heldout.leakage.fingerprint import MIN_GENES, Signatures, band_keys
+from heldout.leakage.fingerprint import MIN_GENES, Signatures
 from heldout.leakage.matching import CorpusBatch, EvalIndex, isin_sorted, match_corpus
 from heldout.leakage.universe import GeneUniverse
 
@@ -86,12 +86,8 @@ class LiveCensusView:
                 rows = obs.iloc[start:start + block.shape[0]]
                 start += block.shape[0]
                 for dataset, idx in rows.groupby("dataset_id").indices.items():
-                    part = sig.take(idx)
-                    ids = rows["cell_id"].to_numpy()[idx]
-                    probe = np.concatenate([part.exact, band_keys(part.sketch)], axis=1)
-                    yield CorpusBatch(dataset_id=dataset, probe=probe,
-                                      cell_ids=lambda r, ids=ids: ids[r], sketches=lambda s=part.sketch: s,
-                                      genes=self.universe.genes_of(dataset))
+                    yield CorpusBatch.of(dataset, sig.take(idx), rows["cell_id"].to_numpy()[idx],
+                                         self.universe.genes_of(dataset))
         finally:
             self.source.close()
 

@@ -40,7 +40,6 @@ MAX_COUNT = 2**COUNT_BITS - 1
 MIN_GENES = 20  # information floor: see docs in heldout.leakage.matching and benchmarks/README.md
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_LANE_SEED = np.uint64(0x13198A2E03707344)
 _BAND_SEED = np.uint64(0x243F6A8885A308D3)
 
 
@@ -139,25 +138,57 @@ class Signatures:
     def columns(self) -> dict[str, pa.Array]:
         """Arrow columns as stored in fingerprint and corpus files.
 
-        ``probe`` holds what a join reads: the exact fingerprint and the band keys,
-        10 uint64 per cell; ``sketch`` the 32 bucket values. Both are fixed-size
-        binary columns, which parquet stores flat (no list levels): a reader views
-        them as uint64 matrices without copying, at ~2 GB/s here.
+        ``probe`` holds what a join reads for every cell, 40 bytes: exact lane 0 (uint64), then the
+        ``N_BANDS`` band keys (uint32). ``exact_lane1`` (read only for cells whose lane 0 matched) completes
+        the 128-bit exact fingerprint; ``sketch`` holds the 32 bucket values (read only for candidates). The
+        hash columns are fixed-size binary or uint64, which parquet stores flat (no list levels): a reader
+        views them as uint64 matrices without copying.
         """
-        probe = np.concatenate([self.exact, band_keys(self.sketch)], axis=1)
-        return {"probe": _fixed_binary(probe), "sketch": _fixed_binary(self.sketch),
+        return {"probe": _fixed_binary(probe_matrix(self.exact[:, 0], band_keys(self.sketch))),
+                "exact_lane1": pa.array(np.ascontiguousarray(self.exact[:, 1])),
+                "sketch": _fixed_binary(self.sketch),
                 "n_genes": pa.array(self.n_genes), "n_counts": pa.array(self.n_counts)}
 
     @staticmethod
     def from_table(table: pa.Table) -> Signatures:
-        probe = matrix(table.column("probe"), PROBE_WIDTH)
-        return Signatures(np.ascontiguousarray(probe[:, :2]), matrix(table.column("sketch"), SKETCH_BUCKETS),
+        """Signatures of a stored table, in today's layout or the legacy one (80-byte probes, see
+        :data:`LEGACY_PROBE_WIDTH`)."""
+        if "exact_lane1" in table.column_names:
+            lane0 = matrix(table.column("probe"), PROBE_WIDTH)[:, 0]
+            exact = np.stack([lane0, table.column("exact_lane1").to_numpy()], axis=1)
+        else:
+            exact = np.ascontiguousarray(matrix(table.column("probe"), LEGACY_PROBE_WIDTH)[:, :2])
+        return Signatures(exact, matrix(table.column("sketch"), SKETCH_BUCKETS),
                           table.column("n_genes").to_numpy().astype(np.int32, copy=False),
                           table.column("n_counts").to_numpy().astype(np.float64, copy=False))
 
 
-PROBE_WIDTH = 2 + N_BANDS  # uint64 per cell in the ``probe`` column: exact lanes 0-1, then the bands
-HASH_COLUMNS = ("probe", "sketch")  # incompressible: stored plain, no dictionary, no statistics
+PROBE_WIDTH = 1 + N_BANDS // 2  # uint64 words per cell in the ``probe`` column: exact lane 0, then uint32 bands
+# Tables written before 2026-11-30 stored 80-byte probes: exact lanes 0-1, then the 64-bit band hashes, whose
+# top halves are today's band keys (:func:`narrow_band_hashes`); readers convert them (:func:`legacy_probe`).
+LEGACY_PROBE_WIDTH = 2 + N_BANDS
+HASH_COLUMNS = ("probe", "exact_lane1", "sketch")  # incompressible: stored plain, no dictionary, no statistics
+
+
+def probe_matrix(lane0: np.ndarray, bands: np.ndarray) -> np.ndarray:
+    """(n, PROBE_WIDTH) uint64: exact lane 0, then the (n, N_BANDS) uint32 band keys packed two per word."""
+    out = np.empty((len(lane0), PROBE_WIDTH), dtype=np.uint64)
+    out[:, 0] = lane0
+    out.view(np.uint32)[:, 2:] = bands
+    return out
+
+
+def legacy_probe(old: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(probe matrix, exact lane 1) of a legacy 80-byte probe matrix."""
+    return probe_matrix(old[:, 0], narrow_band_hashes(old[:, 2:])), np.ascontiguousarray(old[:, 1])
+
+
+def narrow_band_hashes(hashes: np.ndarray) -> np.ndarray:
+    """64-bit band hashes to band keys: the top 32 bits, except that only an all-empty band (hash 0) is 0."""
+    hashes = np.asarray(hashes, dtype=np.uint64)
+    keys = (hashes >> np.uint64(32)).astype(np.uint32)
+    keys[(keys == 0) & (hashes != 0)] = 1
+    return keys
 
 
 def _fixed_binary(values: np.ndarray) -> pa.FixedSizeBinaryArray:
@@ -208,15 +239,16 @@ def cell_fingerprints(block: sp.csr_matrix, keys: np.ndarray) -> np.ndarray:
 
 
 def band_keys(sketch: np.ndarray) -> np.ndarray:
-    """(n, N_BANDS) uint64: one hash per group of BUCKETS_PER_BAND sketch buckets (LSH bands).
+    """(n, N_BANDS) uint32: one key per group of BUCKETS_PER_BAND sketch buckets (LSH bands).
 
-    Two cells share a band key when those buckets are identical; a candidate for
-    a near match shares at least one band. A band with an empty bucket still
-    hashes; an all-empty band is 0 and never used as a key. Per band:
-    ``acc = splitmix64((acc ^ bucket) * GOLDEN)`` over its buckets from ``_BAND_SEED``.
+    Two cells share a band key when those buckets are identical; a candidate for a near match shares at least
+    ``MIN_SHARED_BANDS`` bands. A band with an empty bucket still hashes; an all-empty band is 0 and never used
+    as a key. Per band: ``acc = splitmix64((acc ^ bucket) * GOLDEN)`` over its buckets from ``_BAND_SEED``, then
+    :func:`narrow_band_hashes`. 32 bits are enough: equal keys only make a pair a candidate, which is then
+    verified bucket by bucket, and a random key of a 100k-cell eval set is hit by chance once in ~40k bands.
     """
     sketch = np.ascontiguousarray(sketch, dtype=np.uint64).reshape(len(sketch), N_BANDS * BUCKETS_PER_BAND)
-    out = np.empty((len(sketch), N_BANDS), dtype=np.uint64)
+    out = np.empty((len(sketch), N_BANDS), dtype=np.uint32)
     _band_kernel(sketch, out)
     return out
 
@@ -232,4 +264,5 @@ def _band_kernel(sketch, out):  # noqa: ANN001, ANN202
                 v = sketch[i, b * BUCKETS_PER_BAND + k]
                 empty = empty and v == EMPTY
                 acc = _mix((acc ^ v) * _GOLDEN + _GOLDEN)  # splitmix64 of (acc ^ bucket) * GOLDEN
-            out[i, b] = np.uint64(0) if empty else acc
+            top = np.uint32(acc >> np.uint64(32))
+            out[i, b] = np.uint32(0) if empty else (top if top != 0 else np.uint32(1))

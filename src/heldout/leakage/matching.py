@@ -32,13 +32,7 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
-from heldout.leakage.fingerprint import (
-    EMPTY,
-    N_BANDS,
-    Signatures,
-    band_keys,
-    gene_prefix,
-)
+from heldout.leakage.fingerprint import EMPTY, N_BANDS, Signatures, band_keys, gene_prefix, probe_matrix
 
 NEAR_THRESHOLD = 0.9
 NEAR_MIN_COMPARED = 16
@@ -51,6 +45,7 @@ MAX_BAND_FANOUT = 64  # a band key shared by more eval cells than this is too co
 # per word fit the 1 MiB L2 but let ~2.5% through: those lookups cost more than the cache misses saved, measured).
 KEYS_PER_WORD = 4
 FILTER_WORD_BITS = (10, 24)  # 8 KiB to 128 MiB
+_BAND_SPREAD = 0x9E3779B97F4A7C15  # odd: band keys times this are the filter's keys (band_index_keys)
 RADIX_BITS = (4, 22)  # buckets per lane of the exact lookup behind the filter: ~1 key each, <= 16 MiB a lane
 
 
@@ -66,17 +61,26 @@ def isin_sorted(values: np.ndarray, sorted_set: np.ndarray | None) -> np.ndarray
 
 @dataclass(frozen=True, eq=False)
 class CorpusBatch:
-    """A slice of a corpus: one dataset's cells, their exact fingerprints and band keys.
+    """A slice of a corpus: one dataset's cells, their exact fingerprints' lane 0 and band keys.
 
-    Sketches and cell ids are fetched only when a batch has candidates or matches,
-    so a recorded manifest is read at 16 + 64 bytes per cell, not 350.
+    The rest of each cell's signature is fetched only for the rows that need it (lane 1 of the exact fingerprint
+    for lane-0 matches, sketches for candidates, cell ids for evidence), so a recorded manifest is read at 40
+    bytes per cell, not 360.
     """
 
     dataset_id: str
-    probe: np.ndarray  # (n, PROBE_WIDTH) uint64: exact lanes 0-1, then the band keys
+    probe: np.ndarray  # (n, PROBE_WIDTH) uint64: exact lane 0, then the uint32 band keys (fingerprint.probe_matrix)
+    exact_lane1: Callable[[np.ndarray], np.ndarray]  # rows -> lane 1 of their exact fingerprints (uint64)
     cell_ids: Callable[[np.ndarray], np.ndarray]  # rows -> corpus cell ids (str), for evidence examples
     sketches: Callable[[], np.ndarray]  # -> (n, SKETCH_BUCKETS) uint64 of the whole batch
     genes: np.ndarray | None = None  # sorted gene prefixes the dataset measured (None: unknown, assume all)
+
+    @staticmethod
+    def of(dataset_id: str, sig: Signatures, cell_ids: np.ndarray, genes: np.ndarray | None = None) -> CorpusBatch:
+        """A batch of signatures held in memory (a live scan, a test)."""
+        return CorpusBatch(dataset_id=dataset_id, probe=probe_matrix(sig.exact[:, 0], band_keys(sig.sketch)),
+                           exact_lane1=lambda rows: sig.exact[rows, 1], cell_ids=lambda rows: cell_ids[rows],
+                           sketches=lambda: sig.sketch, genes=genes)
 
 
 @dataclass(eq=False)
@@ -193,12 +197,13 @@ def radix_table(keys: np.ndarray, key_off: np.ndarray) -> tuple[np.ndarray, np.u
 
 
 @numba.njit(cache=True, nogil=True)
-def _probe_kernel(probe, words, shift, keys, radix, radix_shift, owners, min_shared, start, mark, shared,  # noqa: ANN001, ANN202
+def _probe_kernel(probe, bands, words, shift, keys, radix, radix_shift, owners, min_shared, start, mark, shared,  # noqa: ANN001, ANN202
                   exact_e, exact_c, n_exact, cand_e, cand_c, n_cand):
     """One pass over a corpus batch from row ``start``: exact pairs and near candidates.
 
-    Key 0 of ``keys``/``owners`` (bucketed per lane by ``radix``) is the exact lane 0, keys 1.. the bands. Each
-    row first tests its nine keys against the blocked Bloom filter of the indexed keys without branches, so the
+    ``probe`` is a batch's probe matrix and ``bands`` the same memory as uint32 (band b of row i at [i, 2 + b]).
+    Key 0 of ``keys``/``owners`` (bucketed per lane by ``radix``) is the exact lane 0, keys 1.. the bands, as
+    :func:`band_index_keys`. Each row first tests its nine keys against the blocked Bloom filter of the indexed keys without branches, so the
     memory reads overlap; only the rare rows that pass are looked up in their bucket. An (eval row, corpus row)
     pair is an exact pair when lane 0 is equal, and a candidate when ``min_shared`` bands are: bands are counted
     per pair as the row is read (``mark``/``shared``, one slot per eval row), so a corpus row that shares bands
@@ -208,20 +213,21 @@ def _probe_kernel(probe, words, shift, keys, radix, radix_shift, owners, min_sha
     before that, an output array was full, the pairs of that row are not counted, and the caller resumes there
     with larger outputs and a fresh ``mark``.
     """
-    n_keys = probe.shape[1] - 1  # lane 0, then the bands (lane 1 only confirms exact matches)
+    n_keys = bands.shape[1] - 1  # lane 0, then the bands
+    spread = np.uint64(_BAND_SPREAD)
     for i in range(start, probe.shape[0]):
         row = np.int32(i)
         mask = _may_hold(words, shift, probe[i, 0])
         for b in range(1, n_keys):
-            mask |= _may_hold(words, shift, probe[i, b + 1]) << np.uint32(b)
+            mask |= _may_hold(words, shift, np.uint64(bands[i, b + 1]) * spread) << np.uint32(b)
         if mask == 0:
             continue
         row_exact, row_cand = n_exact, n_cand
         for k in range(n_keys):
             if not (mask >> np.uint32(k)) & np.uint32(1):
                 continue
-            v = probe[i, 0] if k == 0 else probe[i, k + 1]
-            if k > 0 and v == 0:
+            v = probe[i, 0] if k == 0 else np.uint64(bands[i, k + 1]) * spread
+            if k > 0 and v == 0:  # an all-empty band
                 continue
             bucket = v >> radix_shift
             lo, hi = radix[k, bucket], radix[k, bucket + 1]
@@ -250,6 +256,12 @@ def _probe_kernel(probe, words, shift, keys, radix, radix_shift, owners, min_sha
     return probe.shape[0], n_exact, n_cand
 
 
+def band_index_keys(bands: np.ndarray) -> np.ndarray:
+    """uint32 band keys as the 64-bit keys the filter and the radix buckets use (x * an odd constant, mod 2^64:
+    one multiply in the kernel; equal keys stay equal, 0 stays 0, and the top bits depend on every bit)."""
+    return np.asarray(bands, dtype=np.uint64) * np.uint64(_BAND_SPREAD)
+
+
 def probe_pairs(probe: np.ndarray, words: np.ndarray, shift: np.uint64, keys: np.ndarray, radix: np.ndarray,
                 radix_shift: np.uint64, owners: np.ndarray, n_eval: int,
                 min_shared: int = MIN_SHARED_BANDS) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
@@ -258,13 +270,15 @@ def probe_pairs(probe: np.ndarray, words: np.ndarray, shift: np.uint64, keys: np
     Outputs start at one pair per corpus row and grow 4x when full; the kernel resumes at the row it stopped at.
     Candidates come ordered by (eval row, corpus row).
     """
+    probe = np.ascontiguousarray(probe, dtype=np.uint64)
+    bands = probe.view(np.uint32)
     capacity = max(1024, len(probe))
     exact_e, exact_c, cand_e, cand_c = (np.empty(capacity, np.int64) for _ in range(4))
     shared = np.zeros(n_eval, np.uint8)  # bands shared with the current row: at most N_BANDS
     row = n_exact = n_cand = 0
     while True:
         mark = np.full(n_eval, -1, np.int32)  # 4 + 1 bytes per eval row: 0.5 MB for 100k fits the L2 cache
-        row, n_exact, n_cand = _probe_kernel(probe, words, shift, keys, radix, radix_shift, owners, min_shared,
+        row, n_exact, n_cand = _probe_kernel(probe, bands, words, shift, keys, radix, radix_shift, owners, min_shared,
                                              row, mark, shared, exact_e, exact_c, n_exact, cand_e, cand_c, n_cand)
         if row == len(probe):
             order = np.lexsort((cand_c[:n_cand], cand_e[:n_cand]))
@@ -291,7 +305,7 @@ class EvalIndex:
         lane0 = sig.exact[rows, 0]
         order = np.argsort(lane0, kind="stable")
         self.exact_keys, self.exact_rows = lane0[order], rows[order]
-        bands = band_keys(sig.sketch[rows])
+        bands = band_index_keys(band_keys(sig.sketch[rows]))
         self.band_keys: list[np.ndarray] = []
         self.band_rows: list[np.ndarray] = []
         for b in range(N_BANDS):
@@ -315,11 +329,12 @@ class EvalIndex:
 
     def probe(self, batch: CorpusBatch) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
         """Exact pairs, and near candidates (pairs sharing at least MIN_SHARED_BANDS bands)."""
-        probe = np.ascontiguousarray(batch.probe)
-        (e, c), candidates = probe_pairs(probe, self.words, self.shift, self.keys, self.radix, self.radix_shift,
-                                         self.owners, self.n)
-        same = self.sig.exact[e, 1] == probe[c, 1]
-        return (e[same], c[same]), candidates
+        (e, c), candidates = probe_pairs(batch.probe, self.words, self.shift, self.keys, self.radix,
+                                         self.radix_shift, self.owners, self.n)
+        if len(e):
+            same = self.sig.exact[e, 1] == batch.exact_lane1(c)
+            e, c = e[same], c[same]
+        return (e, c), candidates
 
     def _gene_differences(self, corpus_genes: np.ndarray | None) -> tuple:
         """Per eval gene set: genes only the eval side measured, genes only the corpus measured."""
