@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import anndata as ad
 import h5py
@@ -50,7 +49,7 @@ from heldout.leakage.fingerprint import Signatures, gene_keys, signatures
 from heldout.leakage.signature_table import SignatureTableWriter
 from heldout.leakage.universe import GeneUniverse
 from heldout.mirror.assemble import OBS_COLUMNS
-from heldout.project import Project, find_project
+from heldout.project import Project, artifact_paths, find_project
 from heldout.sources.soma import census_measured_genes
 from heldout.sources.stage import stage_source, unmapped_genes
 from heldout.sources.x_blocks import x_blocks
@@ -71,15 +70,6 @@ OBS_CATEGORICAL = [c for c in OBS_COLUMNS if c not in {
     "raw_variance_nnz", "n_measured_vars"}]
 
 
-class CuratedPaths(NamedTuple):
-    """The files curation writes for one card (all DVC outputs)."""
-
-    h5ad: Path
-    lock: Path
-    fingerprints: Path  # per-cell content signatures (exact fingerprints, sketches), ids and donors
-    genes: Path  # the genes the source datasets measured (what content matching compares over)
-
-
 @dataclass(frozen=True, kw_only=True)
 class CurationResult:
     h5ad: Path
@@ -87,12 +77,6 @@ class CurationResult:
     fingerprints: Path
     lock: DatasetLock
     report: ValidationReport
-
-
-def artifact_paths(project: Project, name: str) -> CuratedPaths:
-    folder = project.curated
-    return CuratedPaths(folder / f"{name}.h5ad", folder / f"{name}.lock.yaml", folder / f"{name}.fingerprints.parquet",
-                        folder / f"{name}.genes.parquet")
 
 
 def curate(name: str, *, project: Project | None = None, mirror_root: str | Path | None = None,

@@ -186,7 +186,7 @@ def apply_map(adata: ad.AnnData, omap: OrthologMap) -> tuple[ad.AnnData, ApplyRe
 def apply_to_curated(name: str, *, project: Project | None = None) -> tuple[Path, ApplyReport]:
     """Apply the card's ortholog spec to its curated h5ad; write ``<name>.<target>.h5ad``."""
     from heldout.cards.dataset import load_dataset_card
-    from heldout.curation import artifact_paths
+    from heldout.project import artifact_paths
 
     project = project or find_project()
     card = load_dataset_card(name, project.registry)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from heldout.errors import HeldoutError
 from heldout.template import template_root
@@ -82,3 +83,19 @@ def bundled_schemas() -> Path:
         return find_project().schemas
     except HeldoutError:
         return template_root() / "schemas"
+
+
+class CuratedPaths(NamedTuple):
+    """The files curation writes for one card (all DVC outputs)."""
+
+    h5ad: Path
+    lock: Path
+    fingerprints: Path  # per-cell content signatures (exact fingerprints, sketches), ids and donors
+    genes: Path  # the genes the source datasets measured (what content matching compares over)
+
+
+def artifact_paths(project: Project, name: str) -> CuratedPaths:
+    """Where curation writes card ``name``'s files (a light import: splits, audits and releases need only paths)."""
+    folder = project.curated
+    return CuratedPaths(folder / f"{name}.h5ad", folder / f"{name}.lock.yaml", folder / f"{name}.fingerprints.parquet",
+                        folder / f"{name}.genes.parquet")

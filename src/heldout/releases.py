@@ -163,7 +163,7 @@ def _dataset_release(project: Project, name: str) -> DatasetRelease:
 
     import pandas as pd
 
-    from heldout.curation import artifact_paths  # heavy (anndata, tiledbsoma): only releases need them
+    from heldout.project import artifact_paths
     from heldout.splits import check_split
 
     card = load_dataset_card(name, project.registry)

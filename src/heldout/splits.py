@@ -26,9 +26,8 @@ from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
 from heldout._files import atomic_path, read_yaml, sha256_file, write_yaml_atomic
 from heldout.cards.dataset import SPECIAL_DONOR_IDS, SPLIT_NAMES, SpecialDonorPolicy, SplitPolicy, load_dataset_card
-from heldout.curation import artifact_paths
 from heldout.errors import HeldoutError, SplitLeakError
-from heldout.project import Project, find_project
+from heldout.project import Project, artifact_paths, find_project
 
 EXCLUDED = "excluded"
 MAX_FOLDS = 20

@@ -16,11 +16,10 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from heldout.curation import artifact_paths
 from heldout.errors import EvaluationError
 from heldout.leakage.audit import eval_from_curated, eval_from_release
 from heldout.leakage.evidence import EvalData
-from heldout.project import Project, find_project
+from heldout.project import Project, artifact_paths, find_project
 from heldout._files import sha256_file
 from heldout.pull import parse_ref, pull, read_index
 

@@ -19,7 +19,6 @@ import pyarrow.parquet as pq
 from heldout._files import atomic_path, read_yaml, write_json_atomic, write_text_atomic
 from heldout.cards.dataset import list_dataset_cards
 from heldout.cards.model import ModelCard, list_model_cards, load_model_card
-from heldout.curation import artifact_paths
 from heldout.errors import HeldoutError, UsageError, unknown_choice
 from heldout.cards.dataset import SPLIT_NAMES
 from heldout.cards.model import Corpus
@@ -28,7 +27,7 @@ from heldout.leakage.evidence import CorpusEvidence, EvalData, listed_evidence
 from heldout.leakage.fingerprint import Signatures
 from heldout.leakage.tiers import Tier, TierResult, assign_tier, tier_of_cells
 from heldout.leakage.universe import GeneUniverse
-from heldout.project import Project, find_project
+from heldout.project import Project, artifact_paths, find_project
 
 log = logging.getLogger(__name__)
 TIER_COLOURS = {Tier.GREEN: "#2e9d48", Tier.YELLOW: "#e8c12f", Tier.RED: "#c8352b", Tier.GRAY: "#9a9a9a"}
