@@ -16,7 +16,8 @@ Every step runs in a fresh process (``_measure.run_step``) and reports its own w
    the worst case for near-duplicate candidates. On the recorded 1.01M manifest both; then on SYNTHETIC
    manifests of 3M and 10M cells: the recorded rows replicated with every hash salted per copy (distinct,
    unrelated content of the same size) except the planted cells' own rows. Peak memory should not grow
-   with the manifest.
+   with the manifest. Each synthetic join runs ``--join-repeats`` times in fresh processes, interleaved across
+   sizes; the median is reported with every run's time (this machine's speed varies by up to 2x in minutes).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 
 from _measure import run_step
 from bench_curation import WORK
@@ -203,6 +205,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--replicates", type=int, default=100)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 3, 10], help="synthetic manifest sizes (x 1M)")
+    parser.add_argument("--join-repeats", type=int, default=5,
+                        help="fresh-process joins per synthetic manifest, interleaved across sizes (median reported)")
     args = parser.parse_args()
     mouse = mirror(args.replicates, "mouse-brain-10k")
     human = mirror(46, "baron2016-pancreas-human")
@@ -219,12 +223,24 @@ def main() -> None:
         live = run_step(setup + LIVE.format(mirror=mouse))
         rows.append({**live, "step": f"{live['step']} ({kind} eval)"})
         rows.append(run_step(setup + join(f"join: recorded manifest ({kind} eval)", recorded, verify_first=True)))
+    synthetic = {}
     for size in args.sizes:  # synthetic manifests: the planted cells and nothing related to the eval set
         out = str(WORK / f"manifest-{size}x")
         copies = max(1, round(size * 1_000_000 / 1_010_000))
         rows.append(run_step(synthesize(recorded, out, copies, str(WORK))))
-        rows.append(run_step(EVAL.format(work=str(WORK), kind="realistic")
-                             + join(f"join: synthetic {copies}x manifest (realistic eval)", out, verify_first=True)))
+        synthetic[copies] = out
+    joins: dict[int, list[dict]] = {copies: [] for copies in synthetic}
+    for repeat in range(args.join_repeats):  # interleaved, so a noisy minute does not land on one size only
+        for copies, out in synthetic.items():
+            label = f"join: synthetic {copies}x manifest (realistic eval)"
+            joins[copies].append(run_step(EVAL.format(work=str(WORK), kind="realistic")
+                                          + join(label, out, verify_first=repeat == 0)))
+    for copies, runs in joins.items():
+        seconds = sorted(r["seconds"] for r in runs)
+        median = statistics.median(seconds)
+        rows.append({**runs[0], "seconds": median, "fingerprints_per_s": round(runs[0]["corpus_cells"] / median),
+                     "runs_seconds": seconds, "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
+                     "fingerprints_per_s_range": [round(runs[0]["corpus_cells"] / s) for s in (seconds[-1], seconds[0])]})
     for row in rows:
         print(json.dumps(row))
 
