@@ -4,8 +4,8 @@ Exact: an informative eval cell matches a corpus cell with the same 128-bit
 fingerprint.
 
 Near (re-published with a gene dropped, counts re-processed, a GENCODE change,
-an eval gene filter): candidates share at least one LSH band (4 identical sketch
-buckets), then each candidate is verified bucket by bucket over the genes
+an eval gene filter): candidates share at least ``MIN_SHARED_BANDS`` LSH bands (a band
+is 4 identical sketch buckets), then each candidate is verified bucket by bucket over the genes
 *both sides measured*. A bucket counts when both its values name genes the
 other side measured (or are empty); the pair is a near match when at least
 ``NEAR_MIN_COMPARED`` buckets are compared and at least ``NEAR_THRESHOLD`` of
@@ -47,6 +47,7 @@ KEYS_PER_WORD = 4
 FILTER_WORD_BITS = (10, 24)  # 8 KiB to 128 MiB
 _BAND_SPREAD = 0x9E3779B97F4A7C15  # odd: band keys times this are the filter's keys (band_index_keys)
 RADIX_BITS = (4, 22)  # buckets per lane of the exact lookup behind the filter: ~1 key each, <= 16 MiB a lane
+Pairs = tuple[np.ndarray, np.ndarray]  # (eval rows, corpus rows)
 
 
 def isin_sorted(values: np.ndarray, sorted_set: np.ndarray | None) -> np.ndarray:
@@ -197,14 +198,15 @@ def radix_table(keys: np.ndarray, key_off: np.ndarray) -> tuple[np.ndarray, np.u
 
 
 @numba.njit(cache=True, nogil=True)
-def _probe_kernel(probe, bands, words, shift, keys, radix, radix_shift, owners, min_shared, start, mark, shared,  # noqa: ANN001, ANN202
-                  exact_e, exact_c, n_exact, cand_e, cand_c, n_cand):
+def _probe_kernel(probe, bands, words, shift, keys, radix, radix_shift, owners,  # noqa: ANN001, ANN202
+                  min_shared, start, mark, shared, exact_e, exact_c, n_exact, cand_e, cand_c, n_cand):
     """One pass over a corpus batch from row ``start``: exact pairs and near candidates.
 
     ``probe`` is a batch's probe matrix and ``bands`` the same memory as uint32 (band b of row i at [i, 2 + b]).
     Key 0 of ``keys``/``owners`` (bucketed per lane by ``radix``) is the exact lane 0, keys 1.. the bands, as
-    :func:`band_index_keys`. Each row first tests its nine keys against the blocked Bloom filter of the indexed keys without branches, so the
-    memory reads overlap; only the rare rows that pass are looked up in their bucket. An (eval row, corpus row)
+    :func:`band_index_keys`. Each row first tests its nine keys against the blocked Bloom filter of the indexed
+    keys without branches, so the memory reads overlap; only the rare rows that pass are looked up in their
+    bucket. An (eval row, corpus row)
     pair is an exact pair when lane 0 is equal, and a candidate when ``min_shared`` bands are: bands are counted
     per pair as the row is read (``mark``/``shared``, one slot per eval row), so a corpus row that shares bands
     with many eval rows costs one slot update per shared band, not an output triple to sort.
@@ -264,7 +266,7 @@ def band_index_keys(bands: np.ndarray) -> np.ndarray:
 
 def probe_pairs(probe: np.ndarray, words: np.ndarray, shift: np.uint64, keys: np.ndarray, radix: np.ndarray,
                 radix_shift: np.uint64, owners: np.ndarray, n_eval: int,
-                min_shared: int = MIN_SHARED_BANDS) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+                min_shared: int = MIN_SHARED_BANDS) -> tuple[Pairs, Pairs]:
     """(exact (eval, corpus) pairs on lane 0, candidate pairs sharing ``min_shared`` bands) of one batch.
 
     Outputs start at one pair per corpus row and grow 4x when full; the kernel resumes at the row it stopped at.
@@ -327,7 +329,7 @@ class EvalIndex:
         self.cell_gene_set = cell_gene_set if cell_gene_set is not None else np.zeros(self.n, dtype=np.int64)
         self._differences: dict[int, tuple] = {}
 
-    def probe(self, batch: CorpusBatch) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    def probe(self, batch: CorpusBatch) -> tuple[Pairs, Pairs]:
         """Exact pairs, and near candidates (pairs sharing at least MIN_SHARED_BANDS bands)."""
         (e, c), candidates = probe_pairs(batch.probe, self.words, self.shift, self.keys, self.radix,
                                          self.radix_shift, self.owners, self.n)
