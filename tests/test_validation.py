@@ -192,8 +192,8 @@ def test_str_columns_are_recognised_from_their_array(values: list, expected: boo
     from heldout.validation import frames
 
     series = pd.Series(values, dtype=object, index=[f"cell-{i}" for i in range(len(values))])
-    assert frames._all_strings(series) == (pd.api.types.infer_dtype(series, skipna=False) == "string") == expected
-    assert not frames._all_strings(series.astype("category"))
+    assert frames.all_strings(series) == (pd.api.types.infer_dtype(series, skipna=False) == "string") == expected
+    assert not frames.all_strings(series.astype("category"))
 
 
 @settings(max_examples=300, deadline=None)

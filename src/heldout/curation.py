@@ -61,6 +61,7 @@ from heldout.validation import (
     validate_tables,
     x_cell_summary,
 )
+from heldout.validation.frames import all_strings
 
 BLOCK_CELLS = 25_000
 READ_AHEAD_BYTES = 128 << 20  # X blocks read ahead while obs is written and blocks are appended (bounded)
@@ -273,8 +274,8 @@ def _strings(column: pd.Series) -> np.ndarray:
     if isinstance(column.dtype, pd.CategoricalDtype):
         names = np.append(column.cat.categories.astype(str).to_numpy(dtype=object), "nan")  # code -1: missing
         return names[column.cat.codes.to_numpy()]
-    values = column.to_numpy()  # inferred from the array: probing a Series looks names up in its index
-    if pd.api.types.infer_dtype(values, skipna=False) == "string":  # already str objects (Census string columns)
+    values = column.to_numpy()
+    if all_strings(values):  # already str objects (Census string columns)
         return values.astype(object, copy=False)
     return column.astype(str).to_numpy(dtype=object)
 

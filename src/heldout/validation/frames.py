@@ -74,7 +74,7 @@ def validate_frame(component: str, schema: pa.DataFrameSchema, frame: pd.DataFra
         columns = {c: _without_unique(col) if _proven_unique(frame[c], frame.index, index_unique) else col
                    for c, col in columns.items()}
         index = schema.index
-        if index is not None and _all_strings(frame.index):
+        if index is not None and all_strings(frame.index):
             index = pa.Index(None, checks=index.checks, nullable=True,  # all str: none missing
                              unique=index.unique and not index_unique, name=index.name)
         elif index is not None and index_unique:
@@ -120,7 +120,7 @@ def _mostly_distinct(values: pd.Series, sample: int = 10_000) -> bool:
     return len(pd.unique(values.to_numpy()[:sample])) > sample // 2
 
 
-def _all_strings(values: pd.Series | pd.Index) -> bool:
+def all_strings(values: pd.Series | pd.Index | np.ndarray) -> bool:
     """Every value is a str (pandas' C type inference: what pandera's per-element str check decides).
 
     A Series is inferred from its array: ``infer_dtype(series)`` probes the Series for attributes,
@@ -136,7 +136,7 @@ def _all_strings(values: pd.Series | pd.Index) -> bool:
 def _vectorised_str(column: pa.Column, values: pd.Series) -> pa.Column:
     """A per-row str column whose values are all strings needs no per-element dtype check (1M rows: ~1 s)
     and no search for missing values (none is a str)."""
-    if str(column.dtype) == "str" and _all_strings(values):
+    if str(column.dtype) == "str" and all_strings(values):
         return pa.Column(None, checks=column.checks, nullable=True, unique=column.unique,
                          required=column.required, name=column.name)
     return column
