@@ -287,6 +287,32 @@ def test_manifests_recorded_before_the_40_byte_probe_decide_the_same(leak: Proje
     assert legacy.tier is today.tier
 
 
+def test_a_cell_file_heldout_did_not_write_is_refused_by_name(leak: Project, tmp_path: Path) -> None:
+    """A manifest whose checksums match files of another shape (a hand-made corpus) is refused with the file
+    named and what it lacks, not read as garbage or a traceback."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from heldout._files import sha256_file
+    from heldout.corpora.manifest import CorpusReader
+    from heldout.errors import HeldoutError
+
+    folder = tmp_path / "corpus"
+    shutil.copytree(next((leak.root / "corpora" / "mirror-brain-pretrained").glob("*")), folder)
+    manifest = yaml.safe_load((folder / "manifest.yaml").read_text())
+    record = next(r for r in manifest["files"] if r.get("dataset_id"))
+    path = folder / record["path"]
+    table = pq.read_table(path)
+    short = pa.array([b"\0" * 16] * len(table), pa.binary(16))  # 16-byte probes
+    pq.write_table(table.set_column(table.schema.get_field_index("probe"), "probe", short), path)
+    record["sha256"], record["size"] = sha256_file(path), path.stat().st_size
+    (folder / "manifest.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+    (folder / ".verified.json").unlink(missing_ok=True)
+    with pytest.raises(HeldoutError, match="not a cell file heldout wrote") as info:
+        list(CorpusReader(folder / "manifest.yaml").batches())
+    assert str(path) in info.value.message and "40-byte probes" in info.value.message
+
+
 def test_gene_filtered_eval_card_found_against_the_full_corpus(leak: Project, mirror_root: Path) -> None:
     """An eval card keeping only protein-coding genes still carries each cell's full-profile signature."""
     card = leak.registry / "datasets" / "glioma-tirosh2016.yaml"

@@ -171,7 +171,7 @@ class CorpusReader:
                 continue
             path = self.folder / record.path
             parquet = pq.ParquetFile(path, memory_map=True)
-            legacy = "exact_lane1" not in parquet.schema_arrow.names
+            legacy = _is_legacy(parquet, path)
             genes = universe.genes_of(record.dataset_id)
             for group in range(parquet.num_row_groups):
                 stored = matrix(parquet.read_row_group(group, columns=["probe"]).column("probe"),
@@ -184,6 +184,20 @@ class CorpusReader:
                 yield CorpusBatch(dataset_id=record.dataset_id, probe=probe, exact_lane1=exact_lane1,
                                   cell_ids=_column_reader(parquet, group), sketches=_sketch_reader(parquet, group),
                                   genes=genes)
+
+
+def _is_legacy(parquet: pq.ParquetFile, path: Path) -> bool:
+    """Whether a cell file has the legacy 80-byte probes; refused when it is no corpus cell file at all."""
+    schema = parquet.schema_arrow
+    legacy = "exact_lane1" not in schema.names
+    width = 8 * (LEGACY_PROBE_WIDTH if legacy else PROBE_WIDTH)
+    wanted = {"probe", "sketch", "cell_id"} | (set() if legacy else {"exact_lane1"})
+    probe = schema.field("probe").type if "probe" in schema.names else None
+    if not wanted <= set(schema.names) or getattr(probe, "byte_width", None) != width:
+        msg = (f"Corpus file {path} is not a cell file heldout wrote: it needs columns {sorted(wanted)} with "
+               f"{width}-byte probes, and has {schema.names} (probe: {probe}).")
+        raise HeldoutError(msg, hint="Record the corpus with `heldout corpus record`; do not edit its files.")
+    return legacy
 
 
 def _lane1_reader(parquet: pq.ParquetFile, group: int):  # noqa: ANN202 - a rows -> uint64 callable
