@@ -9,7 +9,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pydantic
