@@ -205,8 +205,9 @@ def _probe_kernel(probe, bands, words, shift, keys, radix, radix_shift, owners, 
     ``probe`` is a batch's probe matrix and ``bands`` the same memory as uint32 (band b of row i at [i, 2 + b]).
     Key 0 of ``keys``/``owners`` (bucketed per lane by ``radix``) is the exact lane 0, keys 1.. the bands, as
     :func:`band_index_keys`. Each row first tests its nine keys against the blocked Bloom filter of the indexed
-    keys without branches, so the memory reads overlap; only the rare rows that pass are looked up in their
-    bucket. An (eval row, corpus row)
+    keys without branches, so the memory reads overlap. Only the rare rows that pass are looked up in their
+    bucket: those whose lane 0 passes, and those with ``min_shared`` passing bands (a single band, true or a
+    false positive, cannot make a candidate; this drops ~7 in 8 lookups, measured). An (eval row, corpus row)
     pair is an exact pair when lane 0 is equal, and a candidate when ``min_shared`` bands are: bands are counted
     per pair as the row is read (``mark``/``shared``, one slot per eval row), so a corpus row that shares bands
     with many eval rows costs one slot update per shared band, not an output triple to sort.
@@ -219,11 +220,16 @@ def _probe_kernel(probe, bands, words, shift, keys, radix, radix_shift, owners, 
     spread = np.uint64(_BAND_SPREAD)
     for i in range(start, probe.shape[0]):
         row = np.int32(i)
-        mask = _may_hold(words, shift, probe[i, 0])
+        exact = _may_hold(words, shift, probe[i, 0])
+        mask, n_bands = exact, np.uint32(0)
         for b in range(1, n_keys):
-            mask |= _may_hold(words, shift, np.uint64(bands[i, b + 1]) * spread) << np.uint32(b)
-        if mask == 0:
-            continue
+            hit = _may_hold(words, shift, np.uint64(bands[i, b + 1]) * spread)
+            n_bands += hit
+            mask |= hit << np.uint32(b)
+        if n_bands < min_shared:  # the filter has no false negatives: no eval row shares min_shared bands
+            if exact == 0:
+                continue
+            mask = exact
         row_exact, row_cand = n_exact, n_cand
         for k in range(n_keys):
             if not (mask >> np.uint32(k)) & np.uint32(1):
