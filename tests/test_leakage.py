@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import anndata as ad
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import scipy.sparse as sp
 import yaml
@@ -236,36 +239,65 @@ def _legacy_band_hashes(sketch: np.ndarray) -> np.ndarray:
     return acc
 
 
-def _rewrite_as_legacy(folder: Path) -> None:
-    """Rewrite a recorded corpus's cell files as an older heldout wrote them (80-byte probes: exact lanes 0-1
-    and the 64-bit band hashes; no exact_lane1 column), with the manifest's checksums to match."""
-    import pyarrow as pa
+def _rewrite_cell_files(folder: Path, rewrite: Callable) -> None:
+    """Rewrite a recorded corpus's cell files (``rewrite(table, path)``), with the manifest's checksums to match."""
     import pyarrow.parquet as pq
 
     from heldout._files import sha256_file
-    from heldout.leakage.fingerprint import Signatures, write_options
 
     manifest = yaml.safe_load((folder / "manifest.yaml").read_text())
     for record in manifest["files"]:
-        if not record.get("dataset_id"):
-            continue
-        path = folder / record["path"]
-        table = pq.read_table(path)
-        sig = Signatures.from_table(table)
-        old = np.ascontiguousarray(np.concatenate([sig.exact, _legacy_band_hashes(sig.sketch)], axis=1))
-        probe = pa.FixedSizeBinaryArray.from_buffers(pa.binary(80), len(old), [None, pa.py_buffer(old.tobytes())])
-        table = table.drop_columns(["exact_lane1"]).set_column(table.schema.get_field_index("probe"), "probe", probe)
-        pq.write_table(table, path, row_group_size=2, **write_options(table.column_names))  # several row groups
-        record["sha256"], record["size"] = sha256_file(path), path.stat().st_size
+        if record.get("dataset_id"):
+            path = folder / record["path"]
+            rewrite(pq.read_table(path), path)
+            record["sha256"], record["size"] = sha256_file(path), path.stat().st_size
     (folder / "manifest.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
     (folder / ".verified.json").unlink(missing_ok=True)
 
 
-def test_manifests_recorded_before_the_40_byte_probe_decide_the_same(leak: Project, evals: dict,
-                                                                     tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """A released manifest stays usable: its 80-byte probes are converted as read, and the audit finds the
-    same cells, exactly and near (the re-published cells with a gene dropped)."""
+def _as_legacy(table: pa.Table, path: Path) -> None:
+    """As an older heldout wrote cell files: 80-byte probes (exact lanes 0-1 and the 64-bit band hashes), no
+    exact_lane1 column."""
+    from heldout.leakage.fingerprint import Signatures, write_options
+
+    sig = Signatures.from_table(table)
+    old = np.ascontiguousarray(np.concatenate([sig.exact, _legacy_band_hashes(sig.sketch)], axis=1))
+    probe = pa.FixedSizeBinaryArray.from_buffers(pa.binary(80), len(old), [None, pa.py_buffer(old.tobytes())])
+    table = table.drop_columns(["exact_lane1"]).set_column(table.schema.get_field_index("probe"), "probe", probe)
+    pq.write_table(table, path, row_group_size=2, **write_options(table.column_names))  # several row groups
+
+
+def _many_pages(table: pa.Table, path: Path) -> None:
+    """Today's layout with several data pages per row group (as written before one page per group): each page
+    is a batch starting mid-group."""
+    from heldout.leakage.fingerprint import write_options
+
+    options = write_options(table.column_names) | {"data_page_size": 400, "max_rows_per_page": 7}
+    pq.write_table(table, path, row_group_size=40, **options)
+
+
+def _for_pyarrow(table: pa.Table, path: Path) -> None:
+    """Today's columns in a layout the zero-copy reader declines (compressed), in row groups of several pages."""
+    pq.write_table(table, path, row_group_size=5, data_page_size=100, compression="zstd")
+
+
+def _read_as_views(folder: Path) -> list[bool]:
+    """Per cell file: whether its probes are read as views of the file (else decoded by pyarrow)."""
+    from heldout.corpora.plain_pages import open_map, plain_pages
+    from heldout.leakage.fingerprint import PROBE_WIDTH
+
+    return [plain_pages(pq.ParquetFile(path), open_map(path), 0, "probe", PROBE_WIDTH) is not None
+            for path in sorted((folder / "data" / "cells").rglob("*.parquet"))]
+
+
+@pytest.mark.parametrize("rewrite", [_as_legacy, _many_pages, _for_pyarrow],
+                         ids=["80-byte probes", "several pages per row group", "compressed"])
+def test_cell_files_in_another_layout_decide_the_same(leak: Project, evals: dict, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch, rewrite: Callable) -> None:
+    """A released manifest stays usable: 80-byte probes (recorded before the 40-byte probe) are converted as
+    read, pages that start mid-group are batches of their own, and columns the zero-copy reader declines are
+    decoded by pyarrow. The audit finds the same cells,
+    exactly and near (the re-published cells with a gene dropped)."""
     from heldout._files import sha256_file
 
     root, version = _republished(tmp_path, monkeypatch, drop_top_gene=True)
@@ -274,7 +306,10 @@ def test_manifests_recorded_before_the_40_byte_probe_decide_the_same(leak: Proje
     [record] = record_model_corpora("republished-reader", project=project, mirror_root=root)
     glioma = [evals["glioma-tirosh2016"]]
     [today] = audit([_card(project, "republished-reader")], glioma, mirror_root=root, project_root=project.root)
-    _rewrite_as_legacy(record.manifest_path.parent)
+    folder = record.manifest_path.parent
+    assert all(_read_as_views(folder))
+    _rewrite_cell_files(folder, rewrite)
+    assert all(_read_as_views(folder)) == (rewrite is _many_pages)
     card_path = project.registry / "models" / "republished-reader.yaml"
     card = yaml.safe_load(card_path.read_text())
     card["corpora"][0]["manifest_sha256"] = sha256_file(record.manifest_path)  # as reviewed for the old release

@@ -10,14 +10,13 @@ from pathlib import Path
 from typing import Literal
 
 import pandas as pd
-import pyarrow.parquet as pq
 import pydantic
 
 from heldout._files import read_yaml, sha256_file, write_json_atomic
 from heldout.cards._base import FrozenRecord, parse_card
 from heldout.cards.model import CorpusRole
+from heldout.corpora.cell_file import CellFile
 from heldout.errors import ChecksumMismatch, HeldoutError
-from heldout.leakage.fingerprint import LEGACY_PROBE_WIDTH, PROBE_WIDTH, SKETCH_BUCKETS, legacy_probe, matrix
 from heldout.leakage.matching import CorpusBatch
 from heldout.leakage.universe import GeneUniverse
 
@@ -160,52 +159,9 @@ class CorpusReader:
         return GeneUniverse.read(self._file("genes.parquet"))
 
     def batches(self) -> Iterator[CorpusBatch]:
-        """One batch per row group of every cell file; the rest of a row's signature is read only when needed.
-
-        Files written before the 40-byte probe (no ``exact_lane1`` column) are converted as they are read.
-        """
+        """The corpus's cells, batch by batch (:class:`heldout.corpora.cell_file.CellFile`)."""
         universe = self.universe
         for record in self.manifest.files:
-            if record.dataset_id is None:
-                continue
-            path = self.folder / record.path
-            parquet = pq.ParquetFile(path, memory_map=True)
-            legacy = _is_legacy(parquet, path)
-            genes = universe.genes_of(record.dataset_id)
-            for group in range(parquet.num_row_groups):
-                stored = matrix(parquet.read_row_group(group, columns=["probe"]).column("probe"),
-                                LEGACY_PROBE_WIDTH if legacy else PROBE_WIDTH)
-                if legacy:
-                    probe, lane1 = legacy_probe(stored)
-                    exact_lane1 = lambda rows, lane1=lane1: lane1[rows]
-                else:
-                    probe, exact_lane1 = stored, _lane1_reader(parquet, group)
-                yield CorpusBatch(dataset_id=record.dataset_id, probe=probe, exact_lane1=exact_lane1,
-                                  cell_ids=_column_reader(parquet, group), sketches=_sketch_reader(parquet, group),
-                                  genes=genes)
-
-
-def _is_legacy(parquet: pq.ParquetFile, path: Path) -> bool:
-    """Whether a cell file has the legacy 80-byte probes; refused when it is no corpus cell file at all."""
-    schema = parquet.schema_arrow
-    legacy = "exact_lane1" not in schema.names
-    width = 8 * (LEGACY_PROBE_WIDTH if legacy else PROBE_WIDTH)
-    wanted = {"probe", "sketch", "cell_id"} | (set() if legacy else {"exact_lane1"})
-    probe = schema.field("probe").type if "probe" in schema.names else None
-    if not wanted <= set(schema.names) or getattr(probe, "byte_width", None) != width:
-        msg = (f"Corpus file {path} is not a cell file heldout wrote: it needs columns {sorted(wanted)} with "
-               f"{width}-byte probes, and has {schema.names} (probe: {probe}).")
-        raise HeldoutError(msg, hint="Record the corpus with `heldout corpus record`; do not edit its files.")
-    return legacy
-
-
-def _lane1_reader(parquet: pq.ParquetFile, group: int):  # noqa: ANN202 - a rows -> uint64 callable
-    return lambda rows: parquet.read_row_group(group, columns=["exact_lane1"]).column("exact_lane1").to_numpy()[rows]
-
-
-def _sketch_reader(parquet: pq.ParquetFile, group: int):  # noqa: ANN202 - a () -> sketches callable
-    return lambda: matrix(parquet.read_row_group(group, columns=["sketch"]).column("sketch"), SKETCH_BUCKETS)
-
-
-def _column_reader(parquet: pq.ParquetFile, group: int):  # noqa: ANN202 - a rows -> cell ids callable
-    return lambda rows: parquet.read_row_group(group, columns=["cell_id"]).column("cell_id").take(rows).to_pylist()
+            if record.dataset_id is not None:
+                yield from CellFile(self.folder / record.path).batches(record.dataset_id,
+                                                                      universe.genes_of(record.dataset_id))

@@ -167,6 +167,7 @@ PROBE_WIDTH = 1 + N_BANDS // 2  # uint64 words per cell in the ``probe`` column:
 # Tables written before 2026-11-30 stored 80-byte probes: exact lanes 0-1, then the 64-bit band hashes, whose
 # top halves are today's band keys (:func:`narrow_band_hashes`); readers convert them (:func:`legacy_probe`).
 LEGACY_PROBE_WIDTH = 2 + N_BANDS
+DATA_PAGE_BYTES = 1 << 30  # larger than any row group's column
 HASH_COLUMNS = ("probe", "exact_lane1", "sketch")  # incompressible: stored plain, no dictionary, no statistics
 
 
@@ -210,9 +211,14 @@ def matrix(column: pa.ChunkedArray | pa.Array, width: int) -> np.ndarray:
 
 
 def write_options(columns: list[str]) -> dict:
-    """pyarrow.parquet.write_table options: hash columns plain and uncompressed, the rest dictionary + zstd."""
+    """pyarrow.parquet.write_table options: hash columns plain and uncompressed, the rest dictionary + zstd.
+
+    One data page per row group (pages are cut at 1 MiB or 20,000 rows by default), so a join reads a row group's probes as
+    one view of the file (:mod:`heldout.corpora.plain_pages`).
+    """
     others = [c for c in columns if c not in HASH_COLUMNS]
-    return {"use_dictionary": others, "write_statistics": others,
+    return {"use_dictionary": others, "write_statistics": others, "data_page_size": DATA_PAGE_BYTES,
+            "max_rows_per_page": DATA_PAGE_BYTES,
             "compression": {c: "NONE" if c in HASH_COLUMNS else "ZSTD" for c in columns}}
 
 
