@@ -40,9 +40,9 @@ MAX_EXAMPLES = 20  # matched corpus cells named in evidence; reading their ids c
 MIN_SHARED_BANDS = 2  # a near duplicate over the same genes shares >= 5 of 8 bands; one missing gene costs one
 MAX_BAND_FANOUT = 64  # a band key shared by more eval cells than this is too common to point at anything
 # Prefilter: a blocked Bloom filter, one 64-bit word per key holding three of its bits, so a corpus row costs
-# nine memory reads, not eighteen. Sized at <= 4 distinct keys per word: 2^18 words (2 MiB) for the ~900k
-# distinct keys of 100k eval cells, ~0.5% of other keys pass it and are looked up in their radix bucket (8 keys
-# per word fit the 1 MiB L2 but let ~2.5% through: those lookups cost more than the cache misses saved, measured).
+# nine memory reads, not eighteen. Sized at <= 4 distinct keys per word: 2^18 words (2 MiB) for 900k distinct
+# keys (100k eval cells sharing none), 1 MiB for the ~400k of 100k real Baron cells. ~0.5% of other keys pass
+# it; a row is looked up in the radix buckets only when lane 0 or MIN_SHARED_BANDS bands pass (~0.5% of rows).
 KEYS_PER_WORD = 4
 FILTER_WORD_BITS = (10, 24)  # 8 KiB to 128 MiB
 _BAND_SPREAD = 0x9E3779B97F4A7C15  # odd: band keys times this are the filter's keys (band_index_keys)
