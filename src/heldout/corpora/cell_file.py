@@ -14,17 +14,12 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from heldout.corpora.plain_pages import open_map, plain_pages
 from heldout.errors import HeldoutError
-from heldout.leakage.fingerprint import (
-    LEGACY_PROBE_WIDTH,
-    PROBE_WIDTH,
-    SKETCH_BUCKETS,
-    legacy_probe,
-    matrix,
-)
+from heldout.leakage.fingerprint import LEGACY_PROBE_WIDTH, PROBE_WIDTH, SKETCH_BUCKETS, legacy_probe, matrix
 from heldout.leakage.matching import CorpusBatch
 
 
@@ -51,7 +46,7 @@ class _RowGroup:
         self.file = file
         self.group = group
 
-    def _read(self, column: str) -> np.ndarray:
+    def _read(self, column: str) -> pa.ChunkedArray:
         return self.file.parquet.read_row_group(self.group, columns=[column], use_threads=False).column(column)
 
     def _matrix(self, column: str, width: int) -> np.ndarray:
