@@ -213,8 +213,8 @@ def matrix(column: pa.ChunkedArray | pa.Array, width: int) -> np.ndarray:
 def write_options(columns: list[str]) -> dict:
     """pyarrow.parquet.write_table options: hash columns plain and uncompressed, the rest dictionary + zstd.
 
-    One data page per row group (pages are cut at 1 MiB or 20,000 rows by default), so a join reads a row group's probes as
-    one view of the file (:mod:`heldout.corpora.plain_pages`).
+    One data page per row group (pyarrow cuts pages at 1 MiB or 20,000 rows by default), so a join reads a row
+    group's probes as one view of the file (:mod:`heldout.corpora.plain_pages`).
     """
     others = [c for c in columns if c not in HASH_COLUMNS]
     return {"use_dictionary": others, "write_statistics": others, "data_page_size": DATA_PAGE_BYTES,
