@@ -49,11 +49,13 @@ class _RowGroup:
     def _read(self, column: str) -> pa.ChunkedArray:
         return self.file.parquet.read_row_group(self.group, columns=[column], use_threads=False).column(column)
 
-    def _matrix(self, column: str, width: int) -> np.ndarray:
+    def _pages(self, column: str, width: int) -> list[tuple[int, np.ndarray]]:
+        """(first row, (n, width) uint64 matrix) per data page: views of the file, or one pyarrow decoding."""
         pages = plain_pages(self.file.parquet, self.file.data, self.group, column, width)
-        if pages is None:
-            return matrix(self._read(column), width)
-        views = [view for _, view in pages]
+        return pages if pages is not None else [(0, matrix(self._read(column), width))]
+
+    def _matrix(self, column: str, width: int) -> np.ndarray:
+        views = [view for _, view in self._pages(column, width)]
         return views[0] if len(views) == 1 else np.concatenate(views)
 
     def batch(self, dataset_id: str, genes: np.ndarray | None, start: int, probe: np.ndarray) -> CorpusBatch:
@@ -69,8 +71,7 @@ class _RowGroup:
         if self.file.legacy:
             probe, self.lane1 = legacy_probe(matrix(self._read("probe"), LEGACY_PROBE_WIDTH))
             return [(0, probe)]
-        pages = plain_pages(self.file.parquet, self.file.data, self.group, "probe", PROBE_WIDTH)
-        return pages if pages is not None else [(0, matrix(self._read("probe"), PROBE_WIDTH))]
+        return self._pages("probe", PROBE_WIDTH)
 
     @cached_property
     def lane1(self) -> np.ndarray:
