@@ -139,7 +139,7 @@ def _pages(buf: memoryview, start: int, size: int, row_bytes: int, max_level: in
         data = header.get(5)
         if header.get(1) != _DATA_PAGE or data is None or data.get(2) != _PLAIN:
             raise _Unreadable
-        if header.get(2) != header.get(3):  # compressed
+        if header.get(3) is None or header.get(2) != header.get(3):  # no size, or compressed
             raise _Unreadable
         n_values, page_end = data.get(1, -1), body + header[3]
         values = body
