@@ -167,7 +167,7 @@ PROBE_WIDTH = 1 + N_BANDS // 2  # uint64 words per cell in the ``probe`` column:
 # Tables written before 2026-11-30 stored 80-byte probes: exact lanes 0-1, then the 64-bit band hashes, whose
 # top halves are today's band keys (:func:`narrow_band_hashes`); readers convert them (:func:`legacy_probe`).
 LEGACY_PROBE_WIDTH = 2 + N_BANDS
-DATA_PAGE_BYTES = 1 << 30  # larger than any row group's column
+PAGE_LIMIT = 1 << 30  # bytes and rows per data page: more than any row group's column holds
 HASH_COLUMNS = ("probe", "exact_lane1", "sketch")  # incompressible: stored plain, no dictionary, no statistics
 
 
@@ -217,8 +217,8 @@ def write_options(columns: list[str]) -> dict:
     group's probes as one view of the file (:mod:`heldout.corpora.plain_pages`).
     """
     others = [c for c in columns if c not in HASH_COLUMNS]
-    return {"use_dictionary": others, "write_statistics": others, "data_page_size": DATA_PAGE_BYTES,
-            "max_rows_per_page": DATA_PAGE_BYTES,
+    return {"use_dictionary": others, "write_statistics": others, "data_page_size": PAGE_LIMIT,
+            "max_rows_per_page": PAGE_LIMIT,
             "compression": {c: "NONE" if c in HASH_COLUMNS else "ZSTD" for c in columns}}
 
 
