@@ -92,7 +92,7 @@ def test_a_soma_experiment_written_by_tiledbsoma_is_curated(project: Project, mi
     [h5ad] = [p for p in mirror_root.glob("cell-census/*/h5ads/*.h5ad") if ad.read_h5ad(p, backed="r").n_obs == 1886]
     uri = str(project.root / "baron-mouse-soma")
     tiledbsoma.io.from_h5ad(uri, str(h5ad), measurement_name="RNA", X_layer_name="counts")
-    _card(project, "baron-mouse-soma", {"kind": "soma", "uri": uri, "organism": "mus_musculus", "layer": "counts",
+    _card(project, "baron-mouse-soma", {"kind": "soma", "uri": "baron-mouse-soma", "organism": "mus_musculus", "layer": "counts",
                                          "genes": "id"},
           split={"fractions": {"train": 0.5, "test": 0.5}, "stratify_by": "cell_type"})
     result = curate("baron-mouse-soma", project=project)

@@ -133,6 +133,7 @@ def crashpoint(name: str) -> None:
 
 
 def read_yaml(path: str | Path) -> Any:
-    """Parse a YAML file; the caller turns errors into card errors."""
-    with open(path, encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
+    """Parse a YAML file with heldout's bounded, duplicate-key-refusing loader (heldout.untrusted.yaml_input)."""
+    from heldout.untrusted.yaml_input import read_yaml_file
+
+    return read_yaml_file(path)

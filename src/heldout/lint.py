@@ -14,35 +14,46 @@ import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import tiledbsoma as soma
 
 from heldout.cards.dataset import SPECIAL_DONOR_IDS, DatasetCard, list_dataset_cards, load_dataset_card
 from heldout.census import experiment, open_census
 from heldout.errors import HeldoutError
+from heldout.leakage.evidence import EvalData
 from heldout.project import Project, find_project
+from heldout.untrusted.limits import deadline, limits
 
 
 @dataclass
 class CardLint:
     name: str
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # said to the reviewer, not failures
     n_cells: int | None = None
     n_donors: int | None = None
     n_datasets: int | None = None
     source: str = ""  # where the cells come from (Census source and version, or the external file)
     selection: str = ""  # the obs filter the card applies
+    eval_data: EvalData | None = None  # with ``keep_cells``: the selected cells' ids, donors and sources
 
 
 def lint_cards(*, project: Project | None = None, dry_run: bool = False,
-               mirror_root: str | Path | None = None, changed_since: str | None = None) -> list[CardLint]:
-    """Lint every card, or with ``changed_since`` (a git revision) only the cards changed since then,
-    refusing changes to the pinned fields of released cards."""
+               mirror_root: str | Path | None = None, changed_since: str | None = None,
+               names: list[str] | None = None, keep_cells: bool = False,
+               check_pins: list[str] | None = None) -> list[CardLint]:
+    """Lint every card (or ``names``), or with ``changed_since`` (a git revision) only the cards changed
+    since then, refusing changes to the pinned fields of released cards (of ``check_pins`` only, if given).
+
+    Nothing is fetched: a card whose source is a URL is checked for shape and noted (``heldout curate``
+    fetches it). Each card's check runs under the time limit of heldout.untrusted.limits."""
     from heldout.released_cards import changed_cards, released_change_problems
 
     project = project or find_project()
     results: list[CardLint] = []
     cards: dict[str, DatasetCard] = {}
-    names = changed_cards(project, changed_since) if changed_since else list_dataset_cards(project.registry)
+    if names is None:
+        names = changed_cards(project, changed_since) if changed_since else list_dataset_cards(project.registry)
     for name in names:
         result = CardLint(name)
         results.append(result)
@@ -51,46 +62,62 @@ def lint_cards(*, project: Project | None = None, dry_run: bool = False,
         except HeldoutError as exc:
             result.problems.append(str(exc))
             continue
-        if changed_since:
+        if changed_since and (check_pins is None or name in check_pins):
             result.problems += released_change_problems(project, name, card.to_dict())
         result.source = (f"{card.source.kind} {card.source.uri}" if card.source is not None
                          else f"{card.census.source} {card.census.version}")  # type: ignore[union-attr]
         result.selection = f"{card.organism.value}: {card.obs_filter}"
         cards[name] = card
     by_source: dict[tuple, list[str]] = {}
+    seconds = limits().seconds
     for name, card in cards.items():
         if card.source is not None:  # an h5ad or SOMA outside the Census: staged, then checked the same way
-            _check_external(card, next(r for r in results if r.name == name), project, dry_run=dry_run)
+            result = next(r for r in results if r.name == name)
+            try:
+                with deadline(seconds, f"checking card {name}"):
+                    _check_external(card, result, project, dry_run=dry_run, keep_cells=keep_cells)
+            except HeldoutError as exc:
+                result.problems.append(str(exc))
             continue
         by_source.setdefault((card.census.source, card.census.version), []).append(name)  # type: ignore[union-attr]
-    for (source, version), names in by_source.items():
+    for (source, version), group in by_source.items():
         try:
             with open_census(version, source=source, mirror_root=mirror_root) as census:
-                for name in names:
-                    _check_against_source(census, cards[name], next(r for r in results if r.name == name),
-                                          dry_run=dry_run)
+                for name in group:
+                    result = next(r for r in results if r.name == name)
+                    try:
+                        with deadline(seconds, f"checking card {name}"):
+                            _check_against_source(census, cards[name], result, dry_run=dry_run,
+                                                  keep_cells=keep_cells)
+                    except HeldoutError as exc:
+                        result.problems.append(str(exc))
         except HeldoutError as exc:
-            for name in names:
+            for name in group:
                 next(r for r in results if r.name == name).problems.append(f"source {source} {version}: {exc}")
     return results
 
 
-def _check_external(card: DatasetCard, result: CardLint, project: Project, *, dry_run: bool) -> None:
+def _check_external(card: DatasetCard, result: CardLint, project: Project, *, dry_run: bool,
+                    keep_cells: bool) -> None:
     from heldout.census import open_resolved
-    from heldout.sources.stage import stage_source
+    from heldout.sources.stage import RemoteNotFetched, stage_source
 
     try:
-        census = open_resolved(stage_source(card, project))
+        census = open_resolved(stage_source(card, project, fetch_remote=False))
+    except RemoteNotFetched as exc:
+        result.notes.append(exc.message + " " + (exc.hint or ""))
+        return
     except HeldoutError as exc:
         result.problems.append(f"source {card.source.kind} {card.source.uri}: {exc}")  # type: ignore[union-attr]
         return
     try:
-        _check_against_source(census, card, result, dry_run=dry_run)
+        _check_against_source(census, card, result, dry_run=dry_run, keep_cells=keep_cells)
     finally:
         census.close()
 
 
-def _check_against_source(census: soma.Collection, card: DatasetCard, result: CardLint, *, dry_run: bool) -> None:
+def _check_against_source(census: soma.Collection, card: DatasetCard, result: CardLint, *, dry_run: bool,
+                          keep_cells: bool = False) -> None:
     try:
         exp = experiment(census, card.organism.value)
     except HeldoutError as exc:
@@ -110,7 +137,8 @@ def _check_against_source(census: soma.Collection, card: DatasetCard, result: Ca
                                    + (f" (did you mean {close[0]!r}?)" if close else ""))
         return
     try:
-        obs = exp.obs.read(value_filter=card.obs_filter, column_names=["dataset_id", "donor_id"]).concat().to_pandas()
+        columns = ["dataset_id", "donor_id"] + (["observation_joinid"] if keep_cells else [])
+        obs = exp.obs.read(value_filter=card.obs_filter, column_names=columns).concat().to_pandas()
     except Exception as exc:  # noqa: BLE001 - tiledbsoma reports filter errors with many types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         result.problems.append(f"obs_value_filter does not run against the source: {first[:200]}")
@@ -118,7 +146,9 @@ def _check_against_source(census: soma.Collection, card: DatasetCard, result: Ca
     if obs.empty:
         result.problems.append(f"the filter {card.obs_filter!r} selects no cells")
         return
-    groups = obs.astype(str).drop_duplicates()
+    if keep_cells:
+        result.eval_data = _eval_data(census, card, obs)
+    groups = obs[["dataset_id", "donor_id"]].astype(str).drop_duplicates()
     if card.split.special_donors.value == "exclude":
         groups = groups[~groups["donor_id"].isin(SPECIAL_DONOR_IDS)]
     wanted = [s for s, f in card.split.fractions.items() if f > 0]
@@ -136,6 +166,22 @@ def _check_against_source(census: soma.Collection, card: DatasetCard, result: Ca
         result.n_cells = len(obs)
         result.n_donors = int(obs.groupby(["dataset_id", "donor_id"], observed=True).ngroups)
         result.n_datasets = int(obs["dataset_id"].nunique())
+
+
+def _eval_data(census: soma.Collection, card: DatasetCard, obs: pd.DataFrame) -> EvalData:
+    """The selected cells as an audit sees them without curation: ids, donors and source datasets."""
+    table = census["census_info"]["datasets"].read(
+        column_names=["dataset_id", "dataset_title", "collection_id", "collection_doi", "citation"]
+    ).concat().to_pandas()
+    ids = set(obs["dataset_id"].astype(str))
+    sources = tuple({k: str(v) for k, v in row.items()} for row in table.to_dict("records")
+                    if str(row["dataset_id"]) in ids)
+    version = card.census.version if card.census else "staged"
+    return EvalData(name=card.name, version=None, organism=card.organism.value, census_version=version,
+                    cell_ids=obs["observation_joinid"].astype(str).to_numpy(),
+                    dataset_of_cell=obs["dataset_id"].astype(str).to_numpy(),
+                    donor_of_cell=obs["donor_id"].astype(str).to_numpy(), sources=sources, signatures=None,
+                    universe=None)
 
 
 def _filter_names(expression: str) -> list[str]:
@@ -169,4 +215,8 @@ def markdown_summary(results: list[CardLint], *, dry_run: bool, changed_since: s
     if bad:
         lines += ["", "### Problems", ""]
         lines += [f"- `{r.name}`: {' '.join(problem.split())}" for r in bad for problem in r.problems]
+    noted = [r for r in results if r.notes]
+    if noted:
+        lines += ["", "### Notes for the reviewer", ""]
+        lines += [f"- `{r.name}`: {' '.join(note.split())}" for r in noted for note in r.notes]
     return "\n".join(lines) + "\n"

@@ -18,13 +18,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from heldout._files import atomic_path, sha256_file
+from heldout._files import atomic_path, read_yaml, sha256_file
 from heldout.cards._base import parse_card
 from heldout.errors import ChecksumMismatch, ReleaseError, UsageError, unknown_choice
 from heldout.project import find_project
 from heldout.releases import TAG_PREFIX, Artifact, ReleaseEntry, ReleaseIndex, ReleaseManifest
+from heldout.untrusted.yaml_input import load_yaml
 
 log = logging.getLogger(__name__)
 INDEX = "registry/releases/index.yaml"
@@ -63,7 +62,7 @@ def _read_local(registry: Path, path: str, rev: str | None) -> str:
 
 
 def _read(registry: str, path: str, rev: str | None = None) -> dict:
-    return yaml.safe_load(_read_text(registry, path, rev))
+    return load_yaml(_read_text(registry, path, rev), f"{path}@{rev}" if rev else path)
 
 
 def _read_text(registry: str, path: str, rev: str | None = None) -> str:
@@ -195,7 +194,7 @@ def release_models(version: str, registry: str | Path | None = None) -> list:  #
         if hashlib.sha256(text.encode()).hexdigest() != record.sha256:
             msg = f"The model card {record.path} at release {concrete} does not match its sha256 in the release."
             raise ChecksumMismatch(msg, hint="The registry's history was rewritten; do not trust this release.")
-        cards.append(parse_card(yaml.safe_load(text), ModelCard, source=f"{record.path}@{concrete}"))
+        cards.append(parse_card(load_yaml(text, record.path), ModelCard, source=f"{record.path}@{concrete}"))
     return cards
 
 
@@ -286,8 +285,8 @@ def describe(pulled: Pulled, *, registry: str | Path | None = None, split: str |
     assignment = pd.read_parquet(_artifact_path(pulled, "split_assignment", registry))
     by_cell = assignment.set_index("observation_joinid")["split"].astype(str)
     adata.obs["split"] = pd.Categorical(by_cell.reindex(adata.obs_names).to_numpy())
-    split_manifest = yaml.safe_load(_artifact_path(pulled, "split_manifest", registry).read_text())
-    lock = yaml.safe_load(_artifact_path(pulled, "lock", registry).read_text())
+    split_manifest = read_yaml(_artifact_path(pulled, "split_manifest", registry))
+    lock = read_yaml(_artifact_path(pulled, "lock", registry))
     card = _read(_registry(registry), f"registry/datasets/{pulled.name}.yaml", rev=f"{TAG_PREFIX}{pulled.version}")
     adata.uns["heldout"] = _plain({
         "name": pulled.name, "release": pulled.version, "retracted": bool(entry.retracted),
@@ -350,5 +349,5 @@ def show(ref: str, registry: str | Path | None = None) -> dict:
     rev = f"{TAG_PREFIX}{version}"
     return {"dataset": name, "version": version, "retracted": index.releases[version].retracted,
             "card": _read(reg, f"registry/datasets/{name}.yaml", rev=rev),
-            "lock": yaml.safe_load(pull(ref, registry=registry, artifact="lock").path.read_text()),
+            "lock": read_yaml(pull(ref, registry=registry, artifact="lock").path),
             "release": manifest.datasets[name].to_dict()}

@@ -12,10 +12,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import yaml
-
 from heldout.project import Project
 from heldout.releases import TAG_PREFIX
+from heldout.untrusted.yaml_input import load_yaml
 
 PINNED = ("census", "source", "primary_data", "labels", "split")
 
@@ -32,14 +31,14 @@ def released_in(project: Project, name: str) -> list[str]:
     for tag in tags:
         version = tag.removeprefix(TAG_PREFIX)
         text = _git(project.root, "show", f"{tag}:registry/releases/{version}.yaml")
-        if text and name in (yaml.safe_load(text) or {}).get("datasets", {}):
+        if text and name in (load_yaml(text, f"{tag}:registry/releases/{version}.yaml") or {}).get("datasets", {}):
             out.append(version)
     return out
 
 
 def card_at(project: Project, name: str, rev: str) -> dict | None:
     text = _git(project.root, "show", f"{rev}:registry/datasets/{name}.yaml")
-    return yaml.safe_load(text) if text else None
+    return load_yaml(text, f"{rev}:registry/datasets/{name}.yaml") if text else None
 
 
 def _normalised(card: dict) -> dict:
@@ -58,17 +57,38 @@ def pinned_changes(before: dict, after: dict) -> list[str]:
     return [f for f in PINNED if before.get(f) != after.get(f)]
 
 
-def changed_cards(project: Project, since: str) -> list[str]:
-    """Dataset cards added or modified since git revision ``since`` (committed or not)."""
+def changed_files(project: Project, since: str) -> list[str]:
+    """Every path added, modified, deleted or renamed since git revision ``since``, committed or not, and
+    untracked files (NUL-separated from git, so no name is quoted or skipped)."""
     if _git(project.root, "rev-parse", "--verify", "-q", since) is None:
         from heldout.errors import UsageError
 
         msg = f"--changed-since {since!r} is not a git revision of {project.root}."
         raise UsageError(msg, hint="Use a branch, tag or commit, e.g. --changed-since origin/main.")
-    diff = _git(project.root, "diff", "--name-only", since, "--", "registry/datasets") or ""
-    new = _git(project.root, "ls-files", "--others", "--exclude-standard", "--", "registry/datasets") or ""
-    paths = {p for p in (diff + new).splitlines() if p.endswith(".yaml")}
-    return sorted(Path(p).stem for p in paths if (project.root / p).exists())
+    diff = _git(project.root, "diff", "-z", "--no-renames", "--name-only", since) or ""
+    new = _git(project.root, "ls-files", "-z", "--others", "--exclude-standard") or ""
+    return sorted({p for p in (diff + new).split("\0") if p})
+
+
+def card_name_of(path: str, folder: str = "registry/datasets") -> str | None:
+    """The card name of ``folder/NAME.yaml``; None for any other path under ``folder`` (a subfolder, another
+    suffix, a name outside NAME_PATTERN such as non-ASCII)."""
+    import re
+
+    from heldout.cards.dataset import NAME_PATTERN
+
+    prefix = f"{folder}/"
+    if not path.startswith(prefix) or not path.endswith(".yaml"):
+        return None
+    stem = path[len(prefix):-len(".yaml")]
+    return stem if "/" not in stem and re.fullmatch(NAME_PATTERN, stem) else None
+
+
+def changed_cards(project: Project, since: str) -> list[str]:
+    """Dataset cards added or modified since git revision ``since`` (committed or not)."""
+    paths = [p for p in changed_files(project, since) if p.startswith("registry/datasets/")]
+    names = {card_name_of(p) for p in paths if (project.root / p).exists()}
+    return sorted(n for n in names if n)
 
 
 def released_change_problems(project: Project, name: str, current: dict, changelog: str | None = None) -> list[str]:

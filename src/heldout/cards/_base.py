@@ -7,12 +7,12 @@ field, the bad value, the allowed values and a "did you mean" suggestion.
 from __future__ import annotations
 
 import enum
+import os
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pydantic
-import yaml
 
 from heldout.errors import CardError, did_you_mean
 
@@ -81,17 +81,25 @@ def format_validation_error(path: Path | str, model: type[pydantic.BaseModel], e
     return "\n".join(lines)
 
 
-def load_card(path: str | Path, model: type[Card]) -> Card:
-    """Read a YAML file and validate it as ``model``; raise :class:`CardError` on any problem."""
+def load_card(path: str | Path, model: type[Card], *, inside: Path | None = None) -> Card:
+    """Read a YAML file and validate it as ``model``; raise :class:`CardError` on any problem.
+
+    ``inside``: the folder the card must stay in (a registry's): the file, after every symlink, must be a
+    regular file there (see heldout.untrusted.paths). YAML is read bounded, without duplicate keys.
+    """
+    from heldout.untrusted.limits import limits
+    from heldout.untrusted.paths import regular_file, resolve_inside
+    from heldout.untrusted.yaml_input import read_yaml_file
+
     path = Path(path)
-    if not path.exists():
+    real = path
+    if inside is not None:  # lexical: nothing outside ``inside`` is looked at
+        real = resolve_inside(inside, os.path.relpath(os.path.abspath(path), os.path.abspath(inside)), "card file")
+    if not real.exists():
         msg = f"Card file {path} does not exist."
         raise CardError(msg)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        msg = f"{path} is not valid YAML: {exc}"
-        raise CardError(msg) from None
+    regular_file(real, "card file", limits().yaml_bytes)
+    data = read_yaml_file(real)
     if not isinstance(data, dict):
         msg = f"{path} must hold a YAML mapping (key: value lines), got {type(data).__name__}."
         raise CardError(msg)

@@ -22,6 +22,7 @@ NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}[a-z0-9]$"
 DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 SplitName = Literal["train", "validation", "test"]
 SPLIT_NAMES: tuple[SplitName, ...] = ("train", "validation", "test")
+OrthologPolicy = Literal["one2one_high_confidence", "one2one", "one2many_sum"]
 
 
 class Organism(enum.StrEnum):
@@ -121,7 +122,7 @@ class SplitPolicy(FrozenRecord):
 
 class OrthologSpec(FrozenRecord):
     target_organism: Organism
-    policy: Literal["one2one_high_confidence", "one2one", "one2many_sum"] = "one2one_high_confidence"
+    policy: OrthologPolicy = "one2one_high_confidence"
 
 
 class DatasetCard(FrozenRecord):
@@ -222,7 +223,8 @@ def load_dataset_card(name_or_path: str | Path, root: str | Path | None = None) 
         if not path.exists():
             raise unknown_choice("dataset", str(name_or_path), list_dataset_cards(root),
                                  hint=f"Cards live in {registry_root(root) / 'datasets'}.")
-    card = load_card(path, DatasetCard)
+    card = load_card(path, DatasetCard, inside=registry_root(root) if path.parent == card_path("x", root).parent
+                     else None)
     if path.stem != card.name:
         msg = f"{path}: name {card.name!r} must match the file name {path.stem!r}."
         raise CardError(msg, hint=f"Rename the file to {card.name}.yaml or fix `name:`.")

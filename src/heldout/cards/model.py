@@ -30,7 +30,7 @@ import pydantic
 
 from heldout.cards._base import FrozenRecord, load_card
 from heldout.cards.dataset import DATE_PATTERN, NAME_PATTERN, Organism
-from heldout.errors import CardError, unknown_choice
+from heldout.errors import CardError, HeldoutError, unknown_choice
 
 
 class CorpusRole(enum.StrEnum):
@@ -79,6 +79,21 @@ class Corpus(FrozenRecord):
     notes: str = ""
     manifest: str | None = None  # a recorded corpus manifest, relative to the project root
     manifest_sha256: Annotated[str, pydantic.Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+
+    @pydantic.field_validator("manifest")
+    @classmethod
+    def _manifest_inside(cls, value: str | None) -> str | None:
+        from heldout.untrusted.paths import check_relative
+
+        if value is not None:
+            try:
+                check_relative(value, "manifest")
+            except HeldoutError as exc:
+                raise ValueError(exc.message) from None
+            if not value.endswith(".yaml"):
+                msg = f"manifest {value!r} must name a manifest.yaml written by `heldout corpus record`"
+                raise ValueError(msg)
+        return value
 
     @pydantic.model_validator(mode="after")
     def _fields_match_documentation(self) -> Corpus:
@@ -132,7 +147,7 @@ def load_model_card(name_or_path: str | Path, registry: Path) -> ModelCard:
         if not path.exists():
             raise unknown_choice("model", str(name_or_path), list_model_cards(registry),
                                  hint=f"Model cards live in {models_dir(registry)}.")
-    card = load_card(path, ModelCard)
+    card = load_card(path, ModelCard, inside=registry if path.parent == models_dir(registry) else None)
     if path.parent == models_dir(registry) and path.stem != card.name:
         msg = f"{path}: name {card.name!r} must match the file name {path.stem!r}."
         raise CardError(msg)

@@ -176,4 +176,39 @@ def orthologs_apply(name: str) -> None:
         ("unmapped (first 10)", ", ".join(report.unmapped[:10]))])
 
 
-COMMANDS += [split, check_split_cmd, orthologs]
+@click.command("stage")
+@click.argument("kind", type=click.Choice(["mirror", "curate", "validate", "split", "ortholog-map", "ortholog-apply"]))
+@click.pass_context
+def stage(ctx: click.Context, kind: str) -> None:
+    """Run one stage of the registry's dvc.yaml (what `dvc repro` calls).
+
+    \b
+    The item comes from $DVC_STAGE (set by DVC, e.g. curate@glioma-tirosh2016)
+    and every value from params.yaml, validated: dvc.yaml never puts a
+    parameter into a shell command, so no params.yaml value can run one.
+    """
+    from heldout.pipeline import load_params, stage_call
+    from heldout.project import find_project
+    from heldout.project import artifact_paths
+
+    project = find_project()
+    params = load_params(project)
+    call = stage_call(kind, params)
+    if call.kind == "mirror":
+        ctx.invoke(mirror_build, out=project.root / "mirror", version=params.mirror.version, sources=(),
+                   replicate=0, no_h5ads=False, not_lts=False)
+    elif call.kind == "curate":
+        ctx.invoke(curate, name=call.dataset, mirror_root=project.root / "mirror", block_cells=25_000)
+    elif call.kind == "validate":
+        h5ad = artifact_paths(project, call.dataset).h5ad  # type: ignore[arg-type]
+        ctx.invoke(validate, path=h5ad.relative_to(project.root), profile="auto", as_json=False,
+                   report_path=Path("data") / "validated" / f"{call.dataset}.json")
+    elif call.kind == "split":
+        ctx.invoke(split, name=call.dataset, seed=None)
+    elif call.kind == "ortholog-map":
+        ctx.invoke(orthologs_build, source="mus_musculus", target="homo_sapiens", policy=params.orthologs.policy)
+    else:
+        ctx.invoke(orthologs_apply, name=call.dataset)
+
+
+COMMANDS += [split, check_split_cmd, orthologs, stage]

@@ -19,23 +19,38 @@ REGISTRY_OPTION = click.option("--registry", default=None,
 @click.command()
 @click.option("--dry-run", is_flag=True, help="Resolve every card against its Census and report counts.")
 @click.option("--changed-since", default=None, metavar="REF",
-              help="Only the cards changed since git REF (e.g. origin/main); refuse changes to what a released "
-                   "card pins.")
+              help="The pull-request check: every file changed since git REF (e.g. origin/main) is checked "
+                   "(cards, params.yaml, curation maps), changes to protected paths and better model tiers need "
+                   "--approved, and changes to what a released card pins are refused.")
+@click.option("--approved", is_flag=True,
+              help="A maintainer approved this pull request's protected changes (the workflow passes it when the "
+                   "PR carries the `heldout-approved` label).")
 @click.option("--summary", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the result as Markdown to this file (a pull request's CI summary).")
 @MIRROR_OPTION
-def lint(dry_run: bool, changed_since: str | None, summary: Path | None, mirror_root: Path | None) -> None:
+def lint(dry_run: bool, changed_since: str | None, approved: bool, summary: Path | None,
+         mirror_root: Path | None) -> None:
     """Check every dataset card (schema, pinned version, filter, label columns).
 
     CI runs this on every pull request (ci/check-dataset-pr in a registry made by
-    `heldout init`; see CONTRIBUTING.md). Nothing but the --summary file is written.
+    `heldout init`; see CONTRIBUTING.md and SECURITY.md). Nothing is fetched from
+    the network and nothing but the --summary file is written.
     """
     from heldout._files import write_text_atomic
     from heldout.lint import lint_cards, markdown_summary
 
-    results = lint_cards(dry_run=dry_run, mirror_root=mirror_root, changed_since=changed_since)
+    if changed_since:
+        from heldout.pr_check import check_pull_request, markdown
+
+        check = check_pull_request(changed_since, dry_run=dry_run, mirror_root=mirror_root, approved=approved)
+        results = check.cards
+        text = markdown(check, dry_run=dry_run)
+    else:
+        check = None
+        results = lint_cards(dry_run=dry_run, mirror_root=mirror_root)
+        text = markdown_summary(results, dry_run=dry_run)
     if summary:
-        write_text_atomic(summary, markdown_summary(results, dry_run=dry_run, changed_since=changed_since))
+        write_text_atomic(summary, text)
     columns = ["card", "status"] + (["datasets", "donors", "cells"] if dry_run else [])
     _render.table("dataset cards", columns, (
         [r.name, "ok" if not r.problems else f"{len(r.problems)} problem(s)"]
@@ -43,9 +58,27 @@ def lint(dry_run: bool, changed_since: str | None, summary: Path | None, mirror_
     for r in results:  # one line per problem, below the table
         for problem in r.problems:
             console.print(f"{r.name}: {problem}", markup=False, soft_wrap=True)
+        for note in r.notes:
+            console.print(f"{r.name} (note): {note}", markup=False, soft_wrap=True)
+    if check is not None:
+        for change in (c for c in check.tier_changes if c.before != c.after):
+            console.print(f"tier {change.model} x {change.dataset}: {change.before} -> {change.after}"
+                          f"{'  (better: needs approval)' if change.improved else ''}", markup=False)
+        for finding in check.findings:
+            console.print(f"{finding.path} ({finding.kind}): {finding.message}", markup=False, soft_wrap=True)
     bad = [r.name for r in results if r.problems]
     if bad:
         raise CardError(f"{len(bad)} card(s) failed lint: {', '.join(bad)}.")
+    if check is not None and not check.ok:
+        from heldout.pr_check import APPROVAL_LABEL
+
+        if check.problems:
+            raise CardError(f"{len(check.problems)} changed file(s) failed the check: "
+                            f"{', '.join(sorted({f.path for f in check.problems}))}.")
+        raise CardError(f"{len(check.approvals)} change(s) need a maintainer's approval: "
+                        f"{', '.join(sorted({f.path for f in check.approvals}))}.",
+                        hint=f"A maintainer reviews them and adds the `{APPROVAL_LABEL}` label (CI then runs with "
+                             "--approved).")
 
 
 @click.command()

@@ -101,7 +101,9 @@ def read_manifest(path: Path) -> CorpusManifest:
 
 def _verified(folder: Path, record: DataFile) -> Path:
     """The file of ``record``, checked against its sha256 (once per size and mtime: cached)."""
-    path = folder / record.path
+    from heldout.untrusted.paths import resolve_inside
+
+    path = resolve_inside(folder, record.path, f"corpus file of {folder / MANIFEST}")  # stays in the corpus folder
     if not path.exists():
         msg = f"Corpus file {path} is missing."
         raise HeldoutError(msg, hint="Fetch the corpus data with `dvc pull`, or pull the release that has it.")

@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from heldout._files import sha256_file, write_text_atomic
+from heldout.untrusted.yaml_input import load_yaml
 from heldout.cards._base import parse_card
 from heldout.cards.model import Corpus, Documentation, ModelCard, list_model_cards, load_model_card, models_dir
 from heldout.census import resolve_census
@@ -153,7 +154,7 @@ def _point_card(project: Project, model: str, corpus: str, manifest: Path, new_e
             msg = (f"{path} has comments, which rewriting it would lose; add to corpus {corpus!r}: "
                    f"`manifest: {rel}` and `manifest_sha256: {sha256_file(manifest)}`.")
             raise CardError(msg, hint="Edit the card by hand with those two lines, then run the audit.")
-        data = yaml.safe_load(text)
+        data = load_yaml(text, path)
     else:
         data = {"schema_version": 1, "name": model, "display_name": model, "family": "user",
                 "variants": [model], "organisms": [organism or "homo_sapiens"], "corpora": [],

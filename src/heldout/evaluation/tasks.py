@@ -97,7 +97,7 @@ def load_task_card(name: str, registry: Path) -> TaskCard:
     path = registry / "tasks" / f"{name}.yaml"
     if not path.exists():
         raise unknown_choice("task", name, list_task_cards(registry), hint=f"Task cards live in {path.parent}.")
-    card = load_card(path, TaskCard)
+    card = load_card(path, TaskCard, inside=registry)
     if card.name != path.stem:
         msg = f"{path}: name {card.name!r} must match the file name {path.stem!r}."
         raise CardError(msg)

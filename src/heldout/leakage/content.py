@@ -115,8 +115,18 @@ def open_view(corpus: Corpus, *, model: str, project_root: Path | None, mirror_r
 
 
 def _manifest_view(corpus: Corpus, model: str, project_root: Path | None) -> CorpusView | str:
-    path = (project_root or Path.cwd()) / (corpus.manifest or "")
-    if not corpus.manifest or not path.exists():
+    from heldout.untrusted.limits import UntrustedInputError, limits
+    from heldout.untrusted.paths import regular_file, resolve_inside
+
+    if not corpus.manifest:
+        return "its card names no recorded manifest"
+    try:  # the card's path stays inside the project, symlinks included, before anything is read
+        path = resolve_inside(project_root or Path.cwd(), corpus.manifest, "manifest")
+        if path.exists():
+            regular_file(path, "manifest", limits().yaml_bytes)
+    except UntrustedInputError as exc:
+        return f"its manifest path is refused: {exc.message}"
+    if not path.exists():
         return f"its recorded manifest {corpus.manifest or '(none named)'} is not here (pull the release, or `dvc pull`)"
     if corpus.manifest_sha256 and sha256_file(path) != corpus.manifest_sha256:
         return (f"the manifest {corpus.manifest} does not match the sha256 the model card pins "

@@ -21,28 +21,57 @@ from heldout._files import sha256_file
 from heldout.errors import SourceError
 from heldout.sources.base import CellSource, check_obs
 
-SAMPLE_ROWS = 500  # rows inspected to decide whether a matrix holds counts
+CHECK_ROWS = 20_000  # rows per block when every row of a matrix is checked for counts
 ID_COLUMNS = ("feature_id", "gene_ids", "gene_id", "ensembl_id", "ensembl_ids")
 
 
 def holds_counts(block: sp.spmatrix | np.ndarray) -> bool:
     """Non-negative, finite, whole numbers: what raw counts look like."""
+    return not counts_problem(block)
+
+
+def counts_problem(block: sp.spmatrix | np.ndarray) -> str:
+    """What keeps ``block`` from being raw counts ("" if nothing)."""
     data = block.data if sp.issparse(block) else np.asarray(block).ravel()
-    return bool(data.size == 0 or (np.isfinite(data).all() and (data >= 0).all() and (data == np.rint(data)).all()))
+    if data.size == 0:
+        return ""
+    if not np.isfinite(data).all():
+        return "NaN or infinite values"
+    if (data < 0).any():
+        return "negative values"
+    if (data != np.rint(data)).any():
+        return "non-integer (normalised) values"
+    return ""
+
+
+def first_bad_rows(matrix: object, n_rows: int) -> tuple[int, str] | None:
+    """(first row of the first block that is not counts, why), checking every row in blocks; None if all are."""
+    for start in range(0, n_rows, CHECK_ROWS):
+        problem = counts_problem(matrix[start:min(start + CHECK_ROWS, n_rows)])  # type: ignore[index]
+        if problem:
+            return start, problem
+    return None
 
 
 def counts_matrix(adata: ad.AnnData, what: str, choice: str = "auto") -> tuple[str, object, pd.DataFrame]:
-    """(``X`` or ``raw.X``, that matrix, its var): whichever holds raw counts (or the one asked for)."""
+    """(``X`` or ``raw.X``, that matrix, its var): whichever holds raw counts in every row (or the one asked for).
+
+    Every row is checked, block by block, so a backed file is read in bounded memory."""
     candidates = []
     if choice in ("auto", "X"):
         candidates.append(("X", adata.X, adata.var))
     if choice in ("auto", "raw") and adata.raw is not None:
         candidates.append(("raw.X", adata.raw.X, adata.raw.var))
+    found = []
     for name, matrix, var in candidates:
-        if matrix is not None and holds_counts(matrix[: min(SAMPLE_ROWS, adata.n_obs)]):
+        if matrix is None:
+            continue
+        bad = first_bad_rows(matrix, adata.n_obs)
+        if bad is None:
             return name, matrix, var
-    where = " and ".join(n for n, _, _ in candidates) or "no matrix"
-    msg = f"{what}: {where} hold no raw integer counts (found normalised or negative values)."
+        found.append(f"{name} has {bad[1]} in rows {bad[0]:,}-{min(bad[0] + CHECK_ROWS, adata.n_obs) - 1:,}")
+    where = "; ".join(found) or "there is no matrix"
+    msg = f"{what}: no matrix holds raw integer counts in every cell ({where})."
     raise SourceError(msg, hint="heldout records and curates raw counts: keep them in X or in raw.X.")
 
 
@@ -54,6 +83,9 @@ class H5adSource(CellSource):
         if not self.path.exists():
             msg = f"No such h5ad file: {self.path}."
             raise SourceError(msg)
+        from heldout.untrusted.hdf5 import check_h5ad
+
+        check_h5ad(self.path, str(self.path))  # nothing outside the file is read, shapes within limits
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

@@ -8,8 +8,10 @@ queries that collection with the card's filter. The key hashes the source
 (its sha256, or its URI for SOMA), the card's source block and heldout's
 version, so a changed file or mapping is staged afresh.
 
-The h5ad is fetched (local path, or http(s)/s3 through fsspec) into heldout's
-cache and verified against the pinned sha256 before anything is read. Gene
+The h5ad is a file of the registry (a relative path, kept inside it) or a URL
+that ``heldout curate`` fetches from an allow-listed host into heldout's cache
+(the PR check never fetches); either is verified against the pinned sha256 and
+its HDF5 layout checked (heldout.untrusted) before anything is read. Gene
 names are mapped to the organism's GENCODE ids (``heldout.genes``): every
 unmapped name is listed in ``unmapped_genes.tsv`` beside the staged copy, and a
 source that keeps no gene, or whose unmapped genes carry more than
@@ -32,15 +34,18 @@ import pandas as pd
 import heldout
 from heldout.cards.dataset import DatasetCard, ExternalSource
 from heldout.census import ResolvedCensus
-from heldout.errors import CardError, ChecksumMismatch, SourceError
+from heldout.errors import CardError, ChecksumMismatch, HeldoutError, SourceError
 from heldout.project import Project
 from heldout.sources.h5ad import ID_COLUMNS, counts_matrix
+from heldout.untrusted.hdf5 import check_h5ad
+from heldout.untrusted.limits import limits
+from heldout.untrusted.paths import confined_file, resolve_inside
+from heldout.untrusted.remote import RemoteURI, check_allowed, check_uri, fetch_verified, is_remote
 
 STAGED = Path(".heldout") / "staged"
 NEEDED = ("donor_id", "assay_ontology_term_id", "cell_type_ontology_term_id", "development_stage_ontology_term_id",
           "disease_ontology_term_id", "self_reported_ethnicity_ontology_term_id", "sex_ontology_term_id",
           "tissue_ontology_term_id", "suspension_type", "tissue_type")
-CHUNK = 1 << 20
 
 
 def staging_key(card: DatasetCard) -> str:
@@ -50,15 +55,18 @@ def staging_key(card: DatasetCard) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def stage_source(card: DatasetCard, project: Project) -> ResolvedCensus:
-    """The card's cells as a one-dataset Census collection (staged once per source and mapping)."""
+def stage_source(card: DatasetCard, project: Project, *, fetch_remote: bool = True) -> ResolvedCensus:
+    """The card's cells as a one-dataset Census collection (staged once per source and mapping).
+
+    ``fetch_remote=False`` (the PR check): a URL source raises :class:`RemoteNotFetched` after its shape
+    is checked, and nothing is fetched."""
     spec = card.source
     if spec is None:
         msg = f"Card {card.name!r} reads the Census; it has nothing to stage."
         raise CardError(msg)
     folder = project.root / STAGED / card.name / staging_key(card)
     if not (folder / "soma").exists():
-        _stage(card, spec, project, folder)
+        _stage(card, spec, project, folder, fetch_remote)
     version = f"sha256:{spec.sha256[:12]}" if spec.sha256 else f"staged:{folder.name}"
     return ResolvedCensus(source=spec.kind, requested=spec.uri, version=version, uri=str(folder / "soma"))
 
@@ -69,10 +77,10 @@ def unmapped_genes(card: DatasetCard, project: Project) -> pd.DataFrame:
     return pd.read_csv(path, sep="\t") if path.exists() else pd.DataFrame(columns=["name", "reason"])
 
 
-def _stage(card: DatasetCard, spec: ExternalSource, project: Project, folder: Path) -> None:
+def _stage(card: DatasetCard, spec: ExternalSource, project: Project, folder: Path, fetch_remote: bool) -> None:
     from heldout.mirror import build, sources
 
-    adata = _read(spec, project)
+    adata = _read(spec, project, fetch_remote)
     counts_from, counts, counts_var = counts_matrix(adata, spec.uri)
     names = _gene_names(counts_var, spec)
     x, var, unmapped = sources._dataset(counts, names, spec.organism.value, key=card.name,  # noqa: SLF001
@@ -99,20 +107,28 @@ def _stage(card: DatasetCard, spec: ExternalSource, project: Project, folder: Pa
         shutil.rmtree(partial, ignore_errors=True)
 
 
-def _read(spec: ExternalSource, project: Project) -> ad.AnnData:
+def _read(spec: ExternalSource, project: Project, fetch_remote: bool = True) -> ad.AnnData:
     if spec.kind == "h5ad":
-        path = fetch_h5ad(spec.uri, spec.sha256 or "", project)
+        path = fetch_h5ad(spec.uri, spec.sha256 or "", project, fetch_remote=fetch_remote)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
+                backed = ad.read_h5ad(path, backed="r")
+                try:  # every row of X (or raw.X) is checked in blocks before the file is loaded
+                    counts_matrix(backed, spec.uri)
+                finally:
+                    backed.file.close()
                 return ad.read_h5ad(path)
+        except HeldoutError:
+            raise
         except Exception as exc:  # h5py/anndata raise many types for a damaged file
             msg = f"{spec.uri} is not a readable h5ad: {type(exc).__name__}: {exc}"
             raise SourceError(msg) from None
     import tiledbsoma as soma
 
+    uri = _soma_location(spec.uri, project, fetch_remote=fetch_remote)
     try:
-        with soma.Experiment.open(spec.uri) as exp, exp.axis_query(spec.measurement) as query:
+        with soma.Experiment.open(uri) as exp, exp.axis_query(spec.measurement) as query:
             return query.to_anndata(X_name=spec.layer)
     except Exception as exc:  # tiledbsoma raises many types for a missing or foreign URI
         msg = f"Cannot read SOMA experiment {spec.uri} (measurement {spec.measurement!r}, X layer {spec.layer!r}): " \
@@ -120,25 +136,56 @@ def _read(spec: ExternalSource, project: Project) -> ad.AnnData:
         raise SourceError(msg, hint="Check the URI, and `measurement:`/`layer:` in the card's source block.") from None
 
 
-def fetch_h5ad(uri: str, sha256: str, project: Project) -> Path:
-    """A local, verified copy of the h5ad: a path as is, a URL downloaded once into heldout's cache."""
+class RemoteNotFetched(HeldoutError):
+    """A card's source is a URL and this run does not fetch (the PR check): checked for shape only."""
+
+
+WHAT = "the card's source uri"
+
+
+def _remote(uri: str, project: Project, *, fetch_remote: bool) -> RemoteURI:
+    remote = check_uri(uri, WHAT)
+    if not fetch_remote:
+        msg = f"{uri} is a URL: the PR check does not fetch it (its shape is fine)."
+        raise RemoteNotFetched(msg, hint="A maintainer fetches it with `heldout curate NAME`, from a host on "
+                                         "params.yaml's sources.allowed_hosts.")
+    from heldout.pipeline import load_params
+
+    check_allowed(remote, tuple(load_params(project).sources.allowed_hosts), WHAT)
+    return remote
+
+
+def _soma_location(uri: str, project: Project, *, fetch_remote: bool = True) -> str:
+    """A SOMA experiment's URI: a folder inside the registry, or an allow-listed remote store."""
+    if is_remote(uri):
+        return _remote(uri, project, fetch_remote=fetch_remote).uri
+    folder = resolve_inside(project.root, uri, WHAT)
+    if not folder.is_dir():
+        msg = f"{WHAT} {uri!r} is not a folder inside the registry (looked at {folder})."
+        raise SourceError(msg, hint="Name the SOMA experiment's folder relative to the registry root.")
+    return str(folder)
+
+
+def fetch_h5ad(uri: str, sha256: str, project: Project, *, fetch_remote: bool = True) -> Path:
+    """A local, verified, self-contained copy of the h5ad.
+
+    A path must name a regular file of the registry (inside it after symlinks, tracked by git or DVC);
+    a URL is fetched only when ``fetch_remote`` and its host is allow-listed, into a cache keyed by the
+    verified sha256. Either way the file's HDF5 layout is checked (heldout.untrusted.hdf5) before use.
+    """
     from heldout._files import sha256_file
 
-    local = Path(uri) if "://" not in uri else None
-    if local is not None:
-        path = local if local.is_absolute() else project.root / local
-        if not path.exists():
-            msg = f"The card's h5ad {uri} does not exist (looked at {path})."
-            raise SourceError(msg, hint="Paths are relative to the project root; or give an http(s) or s3 URL.")
+    bounds = limits()
+    if is_remote(uri):
+        path = fetch_verified(_remote(uri, project, fetch_remote=fetch_remote), sha256, _cache_dir(), bounds=bounds)
     else:
-        path = _cache_dir() / f"{sha256}.h5ad"
-        if not path.exists():
-            _download(uri, path)
+        path = confined_file(project.root, uri, WHAT, max_bytes=bounds.file_bytes)
     actual = sha256_file(path)
     if actual != sha256:
         msg = f"{uri}: sha256 is {actual}, but the card pins {sha256}."
         raise ChecksumMismatch(msg, hint="The file changed since the card was written: check it, then update "
                                          "`sha256:` (a new card version, if it was released).")
+    check_h5ad(path, uri, bounds=bounds)
     return path
 
 
@@ -148,22 +195,6 @@ def _cache_dir() -> Path:
     root = cache_root().parent / "sources"  # beside the release objects, under $HELDOUT_CACHE
     root.mkdir(parents=True, exist_ok=True)
     return root
-
-
-def _download(uri: str, dest: Path) -> None:
-    import fsspec
-
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
-    try:
-        with fsspec.open(uri, "rb") as src, open(tmp, "wb") as out:
-            while chunk := src.read(CHUNK):
-                out.write(chunk)
-        os.replace(tmp, dest)
-    except (OSError, ValueError, ImportError) as exc:
-        msg = f"Cannot download {uri}: {type(exc).__name__}: {exc}"
-        raise SourceError(msg, hint="Check the URL and the network (s3:// needs s3fs and credentials).") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _gene_names(var: pd.DataFrame, spec: ExternalSource) -> pd.Series:

@@ -190,10 +190,10 @@ def file_organism(adata: ad.AnnData) -> str | None:
 
 def _counts(adata: ad.AnnData, profile: Profile) -> tuple[object, str]:
     """X, or raw.X when X is normalised (CELLxGENE keeps counts in raw.X then)."""
-    from heldout.sources.h5ad import SAMPLE_ROWS, holds_counts
+    from heldout.sources.h5ad import first_bad_rows
 
     if profile == "cellxgene" and adata.raw is not None and adata.X is not None:
-        if not holds_counts(adata.X[: min(SAMPLE_ROWS, adata.n_obs)]):
+        if first_bad_rows(adata.X, adata.n_obs) is not None:
             return adata.raw.X, "raw.X"
     return adata.X, "X"
 
@@ -209,6 +209,9 @@ def validate_h5ad(path: str | Path, *, schemas_dir: str | None = None,
     if profile not in ("auto", *PROFILES):
         msg = f"Unknown validation profile {profile!r}."
         raise UsageError(msg, hint=f"Choose one of: auto, {', '.join(PROFILES)}.")
+    from heldout.untrusted.hdf5 import check_h5ad
+
+    check_h5ad(path, str(path))  # no external links/storage, declared shapes within limits, before any read
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
