@@ -31,6 +31,7 @@ BAD_INPUT: dict[str, list[str]] = {
     "retract": ["v99", "--reason", "x"],
     "show": ["no-such-dataset@v1", "--registry", "{tmp}/not-a-registry"],
     "split": ["no-such-dataset"],
+    "stage": ["curate"],  # outside `dvc repro`: no $DVC_STAGE
     "validate": ["{tmp}/missing.h5ad"],
 }
 

@@ -294,7 +294,11 @@ def create_release(version: str, *, project: Project | None = None, stable: bool
         raise ReleaseError(msg, hint="Pick a new version, or retract it with `heldout retract`.")
     _require_clean(project)
     _require_outputs_outside_git(project)
-    names = datasets or read_yaml(project.root / "params.yaml")["datasets"]
+    if not datasets:
+        from heldout.pipeline import load_params
+
+        datasets = list(load_params(project).datasets)  # typed: names a card may have, nothing else
+    names = datasets
     _require_changelog_for_pinned_changes(project, names, changelog)
     dvc_remote = _remote(project, remote)
     manifest = ReleaseManifest(

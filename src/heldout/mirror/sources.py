@@ -206,8 +206,10 @@ SOURCES: dict[str, Callable[[], SourceDataset]] = {
 }
 
 
-def check_ontology_terms(obs: pd.DataFrame, key: str) -> None:
-    """Every term id a loader assigns must exist and be current in the pinned ontologies."""
+def check_ontology_terms(obs: pd.DataFrame, key: str, *, what: str = "mirror source",
+                         hint: str = "Fix the source's term mapping in heldout/mirror/sources.py.") -> None:
+    """Every term id a loader (or a card's source mapping) assigns must exist and be current in the pinned
+    ontologies."""
     from heldout.mirror.assemble import SPECIAL_TERMS, ontology
 
     bad = []
@@ -220,8 +222,8 @@ def check_ontology_terms(obs: pd.DataFrame, key: str) -> None:
             elif ontology().is_term_deprecated(term):
                 bad.append(f"{column}={term} (obsolete)")
     if bad:
-        msg = f"mirror source {key!r} assigns ontology terms the pinned ontologies reject: {', '.join(bad)}."
-        raise SourceError(msg, hint="Fix the source's term mapping in heldout/mirror/sources.py.")
+        msg = f"{what} {key!r} assigns ontology terms the pinned ontologies reject: {', '.join(bad)}."
+        raise SourceError(msg, hint=hint)
 
 
 BARON_COLLECTION = ("A Single-Cell Transcriptomic Map of the Human and Mouse Pancreas Reveals Inter- and "

@@ -64,9 +64,12 @@ def stage_source(card: DatasetCard, project: Project, *, fetch_remote: bool = Tr
     if spec is None:
         msg = f"Card {card.name!r} reads the Census; it has nothing to stage."
         raise CardError(msg)
+    # the source is located, confined and verified on every call, even when a staged copy exists
+    location = fetch_h5ad(spec.uri, spec.sha256 or "", project, fetch_remote=fetch_remote) if spec.kind == "h5ad" \
+        else _soma_location(spec.uri, project, fetch_remote=fetch_remote)
     folder = project.root / STAGED / card.name / staging_key(card)
     if not (folder / "soma").exists():
-        _stage(card, spec, project, folder, fetch_remote)
+        _stage(card, spec, folder, location)
     version = f"sha256:{spec.sha256[:12]}" if spec.sha256 else f"staged:{folder.name}"
     return ResolvedCensus(source=spec.kind, requested=spec.uri, version=version, uri=str(folder / "soma"))
 
@@ -77,17 +80,20 @@ def unmapped_genes(card: DatasetCard, project: Project) -> pd.DataFrame:
     return pd.read_csv(path, sep="\t") if path.exists() else pd.DataFrame(columns=["name", "reason"])
 
 
-def _stage(card: DatasetCard, spec: ExternalSource, project: Project, folder: Path, fetch_remote: bool) -> None:
+def _stage(card: DatasetCard, spec: ExternalSource, folder: Path, location: Path | str) -> None:
     from heldout.mirror import build, sources
 
-    adata = _read(spec, project, fetch_remote)
+    adata = _read(spec, location)
     counts_from, counts, counts_var = counts_matrix(adata, spec.uri)
     names = _gene_names(counts_var, spec)
     x, var, unmapped = sources._dataset(counts, names, spec.organism.value, key=card.name,  # noqa: SLF001
                                         by=spec.genes, max_lost=spec.max_lost_count_fraction,
                                         what=f"the {spec.kind} source of card")
     obs = _obs(adata, spec, card)
-    sources.check_ontology_terms(obs, card.name)
+    sources.check_ontology_terms(obs, card.name, what="the source of card", hint=(
+        "Give current ontology term ids: fix the file's obs columns, or map them in the card under "
+        "`source.obs.columns` / `source.obs.values` (e.g. tissue_ontology_term_id: UBERON:0000178); look terms "
+        "up at https://www.ebi.ac.uk/ols4."))
     primary = adata.obs["is_primary_data"].astype(bool).all() if "is_primary_data" in adata.obs else True
     dataset = sources.SourceDataset(
         key=f"{spec.kind}:{spec.sha256 or spec.uri}", title=spec.dataset_title or card.description.strip(),
@@ -107,9 +113,10 @@ def _stage(card: DatasetCard, spec: ExternalSource, project: Project, folder: Pa
         shutil.rmtree(partial, ignore_errors=True)
 
 
-def _read(spec: ExternalSource, project: Project, fetch_remote: bool = True) -> ad.AnnData:
+def _read(spec: ExternalSource, location: Path | str) -> ad.AnnData:
+    """The source's cells: ``location`` is the verified h5ad (see fetch_h5ad) or the SOMA URI (_soma_location)."""
     if spec.kind == "h5ad":
-        path = fetch_h5ad(spec.uri, spec.sha256 or "", project, fetch_remote=fetch_remote)
+        path = location
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -126,9 +133,8 @@ def _read(spec: ExternalSource, project: Project, fetch_remote: bool = True) -> 
             raise SourceError(msg) from None
     import tiledbsoma as soma
 
-    uri = _soma_location(spec.uri, project, fetch_remote=fetch_remote)
     try:
-        with soma.Experiment.open(uri) as exp, exp.axis_query(spec.measurement) as query:
+        with soma.Experiment.open(str(location)) as exp, exp.axis_query(spec.measurement) as query:
             return query.to_anndata(X_name=spec.layer)
     except Exception as exc:  # tiledbsoma raises many types for a missing or foreign URI
         msg = f"Cannot read SOMA experiment {spec.uri} (measurement {spec.measurement!r}, X layer {spec.layer!r}): " \

@@ -56,8 +56,14 @@ def check_h5ad(path: str | Path, what: str, *, bounds: Limits | None = None) -> 
         raise UntrustedInputError(msg, hint="Give an h5ad written by anndata.") from None
     with handle:
         walker = _Walker(what, bounds)
-        walker.group(handle, "/")
-        n_obs, n_vars = _declared_shape(handle, what, bounds)
+        try:
+            walker.group(handle, "/")
+            n_obs, n_vars = _declared_shape(handle, what, bounds)
+        except UntrustedInputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - h5py raises many types for a damaged file
+            msg = f"{what}: its HDF5 structure cannot be read ({type(exc).__name__}: {exc}); refused."
+            raise UntrustedInputError(msg, hint=_SELF_CONTAINED) from None
         return H5adLayout(n_obs=n_obs, n_vars=n_vars, objects=walker.objects)
 
 
@@ -120,7 +126,10 @@ class _Walker:
 
     def _attributes(self, obj: h5py.HLObject, name: str) -> None:
         for key in obj.attrs:
-            size = obj.attrs.get_id(key).get_storage_size()
+            try:
+                size = obj.attrs.get_id(key).get_storage_size()
+            except RuntimeError:  # HDF5 reports an empty attribute's size (0) as an error
+                size = 0
             if size > MAX_ATTRIBUTE_BYTES:
                 raise _refuse(self.what, f"{name}@{key}", f"is an attribute of {size:,} bytes", _SELF_CONTAINED)
 
