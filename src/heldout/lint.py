@@ -146,6 +146,7 @@ def _check_against_source(census: soma.Collection, card: DatasetCard, result: Ca
     if obs.empty:
         result.problems.append(f"the filter {card.obs_filter!r} selects no cells")
         return
+    _check_identifiers(census, card, obs, result)
     if keep_cells:
         result.eval_data = _eval_data(census, card, obs)
     groups = obs[["dataset_id", "donor_id"]].astype(str).drop_duplicates()
@@ -166,6 +167,20 @@ def _check_against_source(census: soma.Collection, card: DatasetCard, result: Ca
         result.n_cells = len(obs)
         result.n_donors = int(obs.groupby(["dataset_id", "donor_id"], observed=True).ngroups)
         result.n_datasets = int(obs["dataset_id"].nunique())
+
+
+def _check_identifiers(census: soma.Collection, card: DatasetCard, obs: pd.DataFrame, result: CardLint) -> None:
+    """Each ``identifiers`` entry names a source dataset the card selects; each selected dataset has one."""
+    table = census["census_info"]["datasets"].read(column_names=["dataset_id", "dataset_title"]).concat().to_pandas()
+    selected = set(table[table["dataset_id"].isin(set(obs["dataset_id"].astype(str)))]["dataset_title"].astype(str))
+    named = {i.dataset_title for i in card.identifiers}
+    for title in sorted(named - selected):
+        close = difflib.get_close_matches(title, sorted(selected), n=1)
+        result.problems.append(f"identifiers name dataset {title!r}, which the card does not select"
+                               + (f" (did you mean {close[0]!r}?)" if close else f"; it selects {sorted(selected)}"))
+    for title in sorted(selected - named):
+        result.notes.append(f"source dataset {title!r} has no `identifiers:` entry: leakage audits cannot look it "
+                            "up in published corpus lists (give its GEO series, PMID, DOI, or a note why none exist)")
 
 
 def _eval_data(census: soma.Collection, card: DatasetCard, obs: pd.DataFrame) -> EvalData:

@@ -16,6 +16,7 @@ import pydantic
 
 from heldout.cards._base import FrozenRecord, load_card
 from heldout.errors import CardError, unknown_choice
+from heldout.identifiers import Identifier, IdKind
 
 CARD_SCHEMA_VERSION = 1
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}[a-z0-9]$"
@@ -125,6 +126,38 @@ class OrthologSpec(FrozenRecord):
     policy: OrthologPolicy = "one2one_high_confidence"
 
 
+UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+
+
+class SourceIdentifiers(FrozenRecord):
+    """The public identifiers of one source dataset of a card (what leakage audits look up in corpus lists)."""
+
+    dataset_title: str  # the source dataset's title, as its Census (or staged source) lists it
+    geo_series: list[Annotated[str, pydantic.Field(pattern=r"^GSE\d+$")]] = pydantic.Field(default_factory=list)
+    geo_samples: list[Annotated[str, pydantic.Field(pattern=r"^GSM\d+$")]] = pydantic.Field(default_factory=list)
+    arrayexpress: list[Annotated[str, pydantic.Field(pattern=r"^E-[A-Z]{4}-\d+$")]] = pydantic.Field(
+        default_factory=list)
+    sra_study: list[Annotated[str, pydantic.Field(pattern=r"^[SED]RP\d+$")]] = pydantic.Field(default_factory=list)
+    pmid: list[Annotated[str, pydantic.Field(pattern=r"^\d{1,9}$")]] = pydantic.Field(default_factory=list)
+    doi: list[Annotated[str, pydantic.Field(pattern=r"^10\.\d{4,9}/\S+$")]] = pydantic.Field(default_factory=list)
+    cellxgene_collection_id: Annotated[str, pydantic.Field(pattern=UUID_PATTERN)] | None = None
+    cellxgene_dataset_ids: list[Annotated[str, pydantic.Field(pattern=UUID_PATTERN)]] = pydantic.Field(
+        default_factory=list)
+    note: str = ""  # e.g. why a source has no accession
+
+    def keys(self) -> list[Identifier]:
+        """Every identifier, normalised (heldout.identifiers)."""
+        out = [Identifier(IdKind.geo_series, v) for v in self.geo_series]
+        out += [Identifier(IdKind.geo_sample, v) for v in self.geo_samples]
+        out += [Identifier(IdKind.arrayexpress, v) for v in self.arrayexpress]
+        out += [Identifier(IdKind.sra_study, v) for v in self.sra_study]
+        out += [Identifier(IdKind.pmid, v) for v in self.pmid]
+        out += [Identifier(IdKind.doi, v.lower()) for v in self.doi]
+        ids = [self.cellxgene_collection_id] if self.cellxgene_collection_id else []
+        out += [Identifier(IdKind.cellxgene_id, v) for v in [*ids, *self.cellxgene_dataset_ids]]
+        return out
+
+
 class DatasetCard(FrozenRecord):
     """A curated evaluation dataset, declared."""
 
@@ -139,6 +172,16 @@ class DatasetCard(FrozenRecord):
     citation: str
     split: SplitPolicy = pydantic.Field(default_factory=SplitPolicy)
     orthologs: OrthologSpec | None = None
+    identifiers: list[SourceIdentifiers] = pydantic.Field(default_factory=list)  # one entry per source dataset
+
+    @pydantic.model_validator(mode="after")
+    def _one_entry_per_source(self) -> DatasetCard:
+        titles = [i.dataset_title for i in self.identifiers]
+        repeated = sorted({t for t in titles if titles.count(t) > 1})
+        if repeated:
+            msg = f"identifiers name the dataset(s) {repeated} more than once; give one entry per source dataset"
+            raise ValueError(msg)
+        return self
 
     @pydantic.model_validator(mode="after")
     def _one_source(self) -> DatasetCard:

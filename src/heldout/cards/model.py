@@ -79,8 +79,15 @@ class Corpus(FrozenRecord):
     notes: str = ""
     manifest: str | None = None  # a recorded corpus manifest, relative to the project root
     manifest_sha256: Annotated[str, pydantic.Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    accession_list: str | None = None  # a recorded corpus list (corpora/lists/NAME/list.yaml) of this corpus
+    accession_list_sha256: Annotated[str, pydantic.Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    release_table: str | None = None  # census corpora: the recorded dataset table of the Census release drawn from
+    release_table_sha256: Annotated[str, pydantic.Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    inherited_from: Annotated[str, pydantic.Field(pattern=NAME_PATTERN)] | None = None  # a model whose corpus
+    # this is, taken by reference (AIDO.Cell pretrained on scFoundation's list): the evidence says so
+    missing: str = ""  # what the model's authors would need to publish for this corpus to be decided
 
-    @pydantic.field_validator("manifest")
+    @pydantic.field_validator("manifest", "accession_list", "release_table")
     @classmethod
     def _manifest_inside(cls, value: str | None) -> str | None:
         from heldout.untrusted.paths import check_relative
@@ -91,7 +98,7 @@ class Corpus(FrozenRecord):
             except HeldoutError as exc:
                 raise ValueError(exc.message) from None
             if not value.endswith(".yaml"):
-                msg = f"manifest {value!r} must name a manifest.yaml written by `heldout corpus record`"
+                msg = f"{value!r} must name a .yaml file written by `heldout corpus record` or `record-list`"
                 raise ValueError(msg)
         return value
 
@@ -100,7 +107,7 @@ class Corpus(FrozenRecord):
         needed = {
             Documentation.census_filter: ("census", self.census is not None),
             Documentation.dataset_ids: ("dataset_ids or collection_ids", bool(self.dataset_ids or self.collection_ids)),
-            Documentation.accessions: ("accessions", bool(self.accessions)),
+            Documentation.accessions: ("accessions or accession_list", bool(self.accessions or self.accession_list)),
             Documentation.date_cutoff: ("cutoff_date", self.cutoff_date is not None),
             Documentation.recorded: ("manifest", self.manifest is not None),
         }.get(self.documented_as)

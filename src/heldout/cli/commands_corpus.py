@@ -84,4 +84,66 @@ def show(manifest: Path) -> None:
         ("recorded", f"{m.created} by heldout {m.heldout_version}")])
 
 
+@corpus.command("record-list")
+@click.argument("name")
+@click.option("--file", "files", multiple=True, required=True, metavar="KIND:PATH",
+              help="A list file and what it holds: samples (project, sample, cells), projects (project, "
+                   "PMIDs/DOIs) or census_datasets (a Census release's dataset table). Repeatable.")
+@click.option("--source", "sources", multiple=True, required=True,
+              help="Where each --file came from (repository@commit:path), in the same order.")
+@click.option("--column", "columns", multiple=True, metavar="KIND.NAME=COLUMN",
+              help="The file's column for one of heldout's names, e.g. samples.project=project_ID. Repeatable.")
+@click.option("--complete/--partial", required=True,
+              help="Whether this is the model's complete published list (only a complete list proves absence).")
+@click.option("--description", required=True, help="What the list is.")
+@click.option("--citation", required=True, help="The paper or release the list belongs to.")
+@click.option("--license", "license_", required=True, help="The list's licence or terms.")
+@click.option("--census-version", default=None, help="For a Census release table: its version (YYYY-MM-DD).")
+@click.option("--replace", is_flag=True, help="Record again a list that is already recorded.")
+def record_list_cmd(name: str, files: tuple[str, ...], sources: tuple[str, ...], columns: tuple[str, ...],
+                    complete: bool, description: str, citation: str, license_: str, census_version: str | None,
+                    replace: bool) -> None:
+    """Record a published corpus list (accessions, or a Census release table) into corpora/lists/NAME/.
+
+    \b
+    The files are copied as published, each pinned by sha256 with its source and
+    row count; list.yaml records them. Model cards point at it (`accession_list:`)
+    and the audit decides pairings from it.
+    \b
+    Example (scFoundation's Supplementary Data 1 and 2):
+      heldout corpus record-list scfoundation --complete \\
+        --file samples:data1.csv --source "repo@commit:extracts/scfoundation/data1.csv" \\
+        --file projects:data2.csv --source "repo@commit:extracts/scfoundation/data2.csv" \\
+        --column samples.project=project_ID --column samples.sample=sample_ID \\
+        --column samples.cells=cell_number_reserved --column "projects.project=Project ID" \\
+        --column "projects.references=pubmed ID" --description ... --citation ... --license ...
+    """
+    from heldout.corpora.lists import ListFileKind, record_list
+    from heldout.errors import UsageError, unknown_choice
+    from heldout.project import find_project
+
+    if len(sources) != len(files):
+        msg = f"Give one --source per --file ({len(files)} file(s), {len(sources)} source(s))."
+        raise UsageError(msg, hint="e.g. --file samples:data1.csv --source owner/repo@COMMIT:path/data1.csv")
+    parsed = []
+    for spec, source in zip(files, sources, strict=True):
+        kind, _, path = spec.partition(":")
+        if kind not in ListFileKind.__members__:
+            raise unknown_choice("list file kind", kind, list(ListFileKind.__members__))
+        mapping = {}
+        for column in columns:
+            key, _, value = column.partition("=")
+            owner, _, field = key.partition(".")
+            if owner == kind and field and value:
+                mapping[field] = value
+        parsed.append((Path(path), ListFileKind(kind), source, mapping))
+    out = record_list(find_project().root, name, parsed, description=description, complete=complete,
+                      citation=citation, license=license_, census_version=census_version, replace=replace)
+    from heldout.corpora.lists import load_list
+
+    loaded = load_list(find_project().root, out.relative_to(find_project().root).as_posix())
+    _render.key_values(f"corpus list {name}", [("record", out), ("complete", complete),
+                                               *((k, f"{v:,}") for k, v in loaded.record.counts.items())])
+
+
 COMMANDS = [corpus]

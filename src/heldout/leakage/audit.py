@@ -10,14 +10,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from heldout._files import atomic_path, read_yaml, write_json_atomic, write_text_atomic
-from heldout.cards.dataset import list_dataset_cards
+from heldout.cards.dataset import list_dataset_cards, load_dataset_card
 from heldout.cards.model import ModelCard, list_model_cards, load_model_card
 from heldout.errors import HeldoutError, UsageError, unknown_choice
 from heldout.cards.dataset import SPLIT_NAMES
@@ -34,7 +37,8 @@ TIER_COLOURS = {Tier.GREEN: "#2e9d48", Tier.YELLOW: "#e8c12f", Tier.RED: "#c8352
 
 
 def eval_from_table(*, name: str, version: str | None, organism: str, census_version: str, sources: list[dict],
-                    table: pa.Table, universe: GeneUniverse | None, split: pd.DataFrame | None) -> EvalData:
+                    table: pa.Table, universe: GeneUniverse | None, split: pd.DataFrame | None,
+                    identifiers: tuple = (), h5ad: Callable[[], Path] | None = None) -> EvalData:
     """EvalData from a signature table (curation's fingerprints file) and what goes with it."""
     cell_ids = table.column("observation_joinid").to_numpy(zero_copy_only=False).astype(str)
     signatures = Signatures.from_table(table) if "sketch" in table.column_names else None
@@ -44,7 +48,33 @@ def eval_from_table(*, name: str, version: str | None, organism: str, census_ver
     return EvalData(name=name, version=version, organism=organism, census_version=census_version,
                     cell_ids=cell_ids, dataset_of_cell=table.column("dataset_id").to_numpy(zero_copy_only=False).astype(str),
                     donor_of_cell=table.column("donor_id").to_numpy(zero_copy_only=False).astype(str),
-                    sources=tuple(sources), signatures=signatures, universe=universe, split=per_cell_split)
+                    sources=tuple(sources), signatures=signatures, universe=universe, split=per_cell_split,
+                    identifiers=identifiers, obs_loader=(lambda: census_obs(h5ad(), cell_ids)) if h5ad else None)
+
+
+def census_obs(h5ad: Path, cell_ids: np.ndarray) -> pd.DataFrame:
+    """The curated h5ad's obs (Census columns), in the order of ``cell_ids`` (observation_joinid)."""
+    import anndata as ad
+
+    adata = ad.read_h5ad(h5ad, backed="r")
+    try:
+        obs = adata.obs.copy()
+    finally:
+        adata.file.close()
+    key = obs["observation_joinid"].astype(str) if "observation_joinid" in obs else pd.Series(obs.index, index=obs.index)
+    return obs.set_index(key.to_numpy()).reindex(cell_ids).reset_index(drop=True)
+
+
+def card_identifiers(text_or_card: object) -> tuple:
+    """A dataset card's ``identifiers`` (a card record, or the card's YAML text), () when it has none or fails."""
+    from heldout.cards.dataset import DatasetCard
+
+    try:
+        if isinstance(text_or_card, DatasetCard):
+            return tuple(text_or_card.identifiers)
+        return tuple(DatasetCard.model_validate(text_or_card).identifiers)
+    except Exception:  # noqa: BLE001 - an older card without the field, or a card that no longer loads
+        return ()
 
 
 def eval_from_curated(project: Project, name: str) -> EvalData:
@@ -54,15 +84,20 @@ def eval_from_curated(project: Project, name: str) -> EvalData:
         raise HeldoutError(msg, hint=f"Run `heldout curate {name}`, or audit a release with --release.")
     lock = read_yaml(paths.lock)
     split_path = project.splits / name / "assignment.parquet"
+    try:
+        identifiers = card_identifiers(load_dataset_card(name, project.registry))
+    except HeldoutError:
+        identifiers = ()
     return eval_from_table(name=name, version=None, organism=lock["organism"], census_version=lock["census_version"],
                            sources=lock.get("sources", []), table=pq.read_table(paths.fingerprints),
                            universe=GeneUniverse.read(paths.genes) if paths.genes.exists() else None,
-                           split=pd.read_parquet(split_path) if split_path.exists() else None)
+                           split=pd.read_parquet(split_path) if split_path.exists() else None,
+                           identifiers=identifiers, h5ad=(lambda: paths.h5ad) if paths.h5ad.exists() else None)
 
 
 def eval_from_release(version: str, *, registry: str | Path | None = None,
                       datasets: list[str] | None = None) -> list[EvalData]:
-    from heldout.pull import pull, read_index, read_manifest
+    from heldout.pull import TAG_PREFIX, _read, _registry, pull, read_index, read_manifest
 
     concrete = read_index(registry).resolve(version)
     manifest = read_manifest(concrete, registry)
@@ -76,9 +111,14 @@ def eval_from_release(version: str, *, registry: str | Path | None = None,
             if "genes" in ds.artifacts else None
         split = pd.read_parquet(pull(ref, registry=registry, artifact="split_assignment").path) \
             if "split_assignment" in ds.artifacts else None
+        try:
+            card = _read(_registry(registry), f"registry/datasets/{name}.yaml", rev=f"{TAG_PREFIX}{concrete}")
+        except HeldoutError:
+            card = {}
         out.append(eval_from_table(name=name, version=concrete, organism=ds.organism, census_version=ds.census_version,
                                    sources=[s.model_dump() for s in ds.sources], table=table, universe=genes,
-                                   split=split))
+                                   split=split, identifiers=card_identifiers(card),
+                                   h5ad=lambda ref=ref: pull(ref, registry=registry).path))
     return out
 
 
@@ -92,11 +132,16 @@ def evidence_for(corpus: Corpus, evals: list[EvalData], *, model: str, project_r
 
 def audit(models: list[ModelCard], evals: list[EvalData], *, mirror_root: str | Path | None = None,
           project_root: Path | None = None, rescan: bool = False, user_supplied: bool = False) -> list[TierResult]:
-    """Tier every (model, eval dataset) pairing, and each split of it; evidence for every corpus."""
+    """Tier every (model, eval dataset) pairing, and each split of it; evidence for every corpus
+    (heldout.leakage.published: the strongest evidence available decides)."""
+    from heldout.leakage.published import ListCache, decide
+
+    lists = ListCache(project_root)
     results = []
     for model in models:
-        per_corpus = [evidence_for(corpus, evals, model=model.name, project_root=project_root,
-                                   mirror_root=mirror_root, rescan=rescan) for corpus in model.corpora]
+        per_corpus = [[decide(corpus, model, data, ev, lists) for data, ev in zip(evals, evidence_for(
+            corpus, evals, model=model.name, project_root=project_root, mirror_root=mirror_root, rescan=rescan),
+            strict=True)] for corpus in model.corpora]
         for i, data in enumerate(evals):
             tier = assign_tier(model.name, data.name, data.version, [ev[i] for ev in per_corpus])
             tier = dataclasses.replace(tier, user_supplied=user_supplied)

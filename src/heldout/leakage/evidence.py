@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 
 from heldout.cards.dataset import SPECIAL_DONOR_IDS
 from heldout.cards.model import Corpus, Documentation
@@ -51,10 +54,26 @@ class EvalData:
     signatures: Signatures | None  # None: the release predates content signatures
     universe: GeneUniverse | None  # genes the source datasets measured
     split: np.ndarray | None = None  # (n,) split name per cell, when known
+    identifiers: tuple = ()  # the card's SourceIdentifiers, one per source dataset (matched by title)
+    obs_loader: Callable[[], pd.DataFrame] | None = field(default=None, repr=False)  # Census obs, in cell order
 
     @property
     def n(self) -> int:
         return len(self.cell_ids)
+
+    @cached_property
+    def obs(self) -> pd.DataFrame | None:
+        """The eval cells' Census-schema obs columns (disease, tissue_general, nnz...), in cell order, if known."""
+        return self.obs_loader() if self.obs_loader is not None else None
+
+    def identifiers_of(self, dataset_id: str) -> object | None:
+        """The card's identifiers entry for source dataset ``dataset_id`` (matched by its title), or None."""
+        title = next((s.get("dataset_title", "") for s in self.sources if s.get("dataset_id") == dataset_id), None)
+        return next((i for i in self.identifiers if i.dataset_title == title), None) if title else None
+
+    def title_of(self, dataset_id: str) -> str:
+        return next((s.get("dataset_title", "") for s in self.sources if s.get("dataset_id") == dataset_id), "") \
+            or dataset_id
 
     @property
     def dataset_ids(self) -> frozenset[str]:
