@@ -19,7 +19,8 @@ from tests.helpers import run_cmd, run_ok, run_script
 def test_walkthrough_checks_the_pr_releases_and_pulls_a_self_describing_dataset(walkthrough: tuple[Project, str]) -> None:
     project, stdout = walkthrough
     summary = (project.root / "heldout-pr-summary.md").read_text()
-    assert summary.startswith("## heldout lint --dry-run: passed")
+    assert summary.startswith("# heldout PR check: passed") and "## heldout lint --dry-run: passed" in summary
+    assert "Needs a maintainer" not in summary and "has no `identifiers:` entry" not in summary
     assert "Checked 1 card changed since `main`." in summary
     [row] = [line for line in summary.splitlines() if line.startswith("| `islet-endocrine`")]
     cells = int(row.rstrip(" |").split("|")[-1].replace(",", ""))
@@ -50,14 +51,14 @@ def test_init_writes_the_dataset_pr_ci(walkthrough: tuple[Project, str]) -> None
     project, _ = walkthrough
     workflow = yaml.safe_load((project.root / ".github" / "workflows" / "dataset-pr.yml").read_text())
     triggers = workflow[True]  # YAML 1.1 reads the key `on` as True
-    assert "registry/datasets/**" in triggers["pull_request"]["paths"]
-    steps = workflow["jobs"]["lint-cards"]["steps"]
-    assert any(str(s.get("run", "")).startswith("ci/check-dataset-pr") for s in steps)
+    assert "paths" not in triggers["pull_request"]  # every pull request is checked, whatever it touches
+    steps = workflow["jobs"]["check"]["steps"]
+    assert any(str(s.get("run", "")).startswith("../base/ci/check-dataset-pr") for s in steps)
     assert any(s.get("with", {}).get("fetch-depth") == 0 for s in steps)  # --changed-since needs the base branch
     modes = run_ok(project.root, "git", "ls-files", "-s", "ci/check-dataset-pr")
     assert modes.startswith("100755")  # committed executable
-    for name in ("CONTRIBUTING.md", ".github/pull_request_template.md", "dvc.yaml", "params.yaml",
-                 "schemas/obs.yaml", "registry/tasks/baron-annotation.yaml"):
+    for name in ("CONTRIBUTING.md", "SECURITY.md", ".github/pull_request_template.md", "dvc.yaml", "params.yaml",
+                 "schemas/obs.yaml", "registry/tasks/baron-annotation.yaml", "corpora/lists/scfoundation/list.yaml"):
         assert (project.root / name).is_file(), name
 
 
@@ -79,7 +80,8 @@ def test_pr_check_fails_with_the_reasons_in_the_summary(registry: Project, tmp_p
                           env={"HELDOUT_SUMMARY": str(summary), "GITHUB_STEP_SUMMARY": str(step_summary)})
         assert proc.returncode != 0, proc.stdout
         text = summary.read_text()
-        assert text.startswith("## heldout lint --dry-run: FAILED, 2 card(s) with problems")
+        assert text.startswith("# heldout PR check: FAILED") and \
+            "## heldout lint --dry-run: FAILED, 2 card(s) with problems" in text
         assert re.search(r"- `islet-typo`: obs_value_filter names 'tisue', not an obs column of the source "
                          r"\(did you mean 'tissue'\?\)", text)
         assert re.search(r"- `pbmc-blood`: census changed, but pbmc-blood is released in v2", text), text

@@ -12,6 +12,7 @@ rests on it is inconclusive.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass
 
@@ -59,6 +60,7 @@ PREFIXES = ("GEO-", "AE-", "SRA-", "DISCO-", "HCA-", "PMID:", "PMID", "GEO:")
 SEPARATORS = re.compile(r"\s*(?:\|\||;|,)\s*")
 
 
+@functools.lru_cache(maxsize=65536)
 def parse_identifier(text: str) -> Identifier:
     """One identifier, normalised (never raises: an unknown shape is ``other``)."""
     raw = text.strip().strip('"').strip()

@@ -222,6 +222,19 @@ def _recorded_corpora(project: Project) -> dict[str, CorpusRelease]:
     return out
 
 
+def _recorded_lists(project: Project) -> dict[str, CorpusRelease]:
+    """Every recorded corpus list (corpora/lists/NAME/list.yaml, git-tracked), verified, as ``lists/NAME``."""
+    from heldout.corpora.lists import LISTS, RECORD, load_list
+
+    out = {}
+    for record in sorted((project.root / LISTS).glob(f"*/{RECORD}")):
+        loaded = load_list(project.root, record.relative_to(project.root).as_posix())  # verifies every file
+        out[f"lists/{record.parent.name}"] = CorpusRelease(
+            manifest=_artifact(project, record),
+            files={f.path: _artifact(project, record.parent / f.path) for f in loaded.record.files})
+    return out
+
+
 def _remote(project: Project, remote: str | None) -> dict[str, str]:
     with _dvc_repo(project) as repo:
         config = repo.config
@@ -305,7 +318,8 @@ def create_release(version: str, *, project: Project | None = None, stable: bool
         version=version, created=dt.date.today().isoformat(), heldout_version=heldout.__version__,
         git_commit=_git(project, "rev-parse", "HEAD"), dvc_remote=dvc_remote,
         datasets={name: _dataset_release(project, name) for name in names},
-        models=_model_cards(project), corpora=_recorded_corpora(project), changelog=changelog)
+        models=_model_cards(project), corpora={**_recorded_corpora(project), **_recorded_lists(project)},
+        changelog=changelog)
     if not allow_unchanged:
         _require_changed(project, index, manifest)
 

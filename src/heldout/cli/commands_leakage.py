@@ -141,3 +141,38 @@ def report(results_dir: Path, out: Path | None, registry: str | None, mirror_roo
 
 
 COMMANDS += [evaluate, report]
+
+
+@click.command("lookup")
+@click.argument("key")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdicts and evidence as JSON.")
+def lookup_cmd(key: str, as_json: bool) -> None:
+    """Has any registry model seen the dataset KEY? (GSE/GSM, E-MTAB, PMID, DOI or CELLxGENE id)
+
+    \b
+    Every registry model's corpora are checked by what they document: recorded
+    accession lists (samples and cells named), Census release tables, ids on the
+    card. Each says seen, not seen or inconclusive, with the reason and the
+    list file and rows that decided it. No cell is read.
+    \b
+      heldout lookup GSE133344
+      heldout lookup 10.1126/science.aax4438 --json
+    """
+    from heldout.lookup import lookup, to_json
+
+    parsed, results = lookup(key)
+    if as_json:
+        console.print_json(data=to_json(parsed, results))
+        return
+    colours = {"seen": "red", "not seen": "green", "inconclusive": "yellow"}
+    _render.table(f"{parsed} ({parsed.kind.value}) in the corpora of {len(results)} registry models",
+                  ["model", "corpus", "verdict", "why"],
+                  ([m.model, c.corpus, f"[{colours[c.verdict]}]{c.verdict}[/]", c.reason + (f" [{c.evidence}]"
+                    if c.evidence else "")] for m in results for c in m.corpora))
+    seen = [m.model for m in results if m.verdict == "seen"]
+    console.print(f"seen by: {', '.join(seen) if seen else 'no registry model'}; "
+                  f"not seen by: {', '.join(m.model for m in results if m.verdict == 'not seen') or 'none'}; "
+                  f"inconclusive: {', '.join(m.model for m in results if m.verdict == 'inconclusive') or 'none'}")
+
+
+COMMANDS += [lookup_cmd]

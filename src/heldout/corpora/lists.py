@@ -182,6 +182,20 @@ def load_list(root: Path, path: str, *, sha256: str | None = None) -> LoadedList
     return LoadedList(record, folder, verified=True)
 
 
+class ListCache:
+    """Recorded corpus lists of one project root, loaded and verified once per audit or lookup."""
+
+    def __init__(self, root: Path | None) -> None:
+        self.root = root or Path.cwd()
+        self._loaded: dict[tuple[str, str | None], LoadedList] = {}
+
+    def get(self, path: str, sha256: str | None) -> LoadedList:
+        key = (path, sha256)
+        if key not in self._loaded:
+            self._loaded[key] = load_list(self.root, path, sha256=sha256)
+        return self._loaded[key]
+
+
 @dataclass(frozen=True)
 class AccessionHit:
     """What a list holds for one identifier: the projects, samples and cells it names."""
@@ -219,6 +233,19 @@ class AccessionIndex:
         return {"samples": len(self.samples), "projects": len(set(self._by_project) | set(self._project_rows)),
                 "projects with references": int((self.projects["references"].str.strip() != "").sum()),
                 "cells": int(cells.sum()) if len(cells) else 0, **dict(sorted(kinds.items()))}
+
+    @cached_property
+    def kinds(self) -> dict[IdKind, int]:
+        """How many keys of each kind the list holds (projects, samples and references)."""
+        keys = set(self._by_project) | set(self._by_sample) | set(self._project_rows) | set(self._by_reference)
+        out: dict[IdKind, int] = defaultdict(int)
+        for key in keys:
+            out[key.kind] += 1
+        return dict(out)
+
+    def checkable(self, kind: IdKind, at_least: int = 10) -> bool:
+        """Whether the list holds keys of ``kind`` systematically (absence of such a key means something)."""
+        return self.kinds.get(kind, 0) >= at_least
 
     @property
     def unresolvable_projects(self) -> list[str]:

@@ -8,8 +8,10 @@ corpus names (``accession_list:``), normalised both sides (heldout.identifiers).
   matched samples and the cells the list reserves for them.
 * Only one of them found, or only a title: **inconclusive**: a series can be re-used by another
   paper, and a paper can deposit several series.
-* Nothing found: **clean** only when the list is the model's complete published list and the source had
-  identifiers the list can hold; a partial list, or a source without identifiers, is inconclusive.
+* Nothing found: **clean** only when the list is the model's complete published list and the source has
+  a series of a kind the list holds (the list names every project by its series, but not every project's
+  publication). A partial list, or a source without such a series, is inconclusive. Kinds of id the list
+  does not hold systematically (fewer than 10 keys, e.g. DOIs in a PMID-keyed list) are not evidence.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ def accession_evidence(corpus: Corpus, data: EvalData, loaded: object) -> Corpus
         hits = {k: index.lookup(k) for k in keys}
         series = [(k, h) for k, h in hits.items() if h and k.kind in SERIES]
         papers = [(k, h) for k, h in hits.items() if h and k.kind in PUBLICATION]
+        checked = [k for k in keys if index.checkable(k.kind)]
+        unchecked = [str(k) for k in keys if not index.checkable(k.kind)]
+        not_here = f" ({', '.join(unchecked)}: kinds of id the list does not hold)" if unchecked else ""
         for key, hit in (*series, *papers):
             cells_text = f", {hit.cells:,} cells reserved" if hit.cells is not None else ""
             samples = f"samples {', '.join(hit.samples[:8])}{' ...' if len(hit.samples) > 8 else ''}" \
@@ -66,8 +71,13 @@ def accession_evidence(corpus: Corpus, data: EvalData, loaded: object) -> Corpus
         elif not record.complete:
             undecided |= cells
             lines.append(f"'{title}': not in the list, but the list is partial, so absence proves nothing")
+        elif not any(k.kind in SERIES for k in checked):
+            undecided |= cells
+            lines.append(f"'{title}': {', '.join(str(k) for k in checked) or 'nothing'} not in the list, but the "
+                         f"list names every project by its series and this source has none it can hold{not_here}")
         else:
-            lines.append(f"'{title}': none of {', '.join(str(k) for k in keys)} is in the complete list")
+            lines.append(f"'{title}': none of {', '.join(str(k) for k in checked)} is in the complete list"
+                         f"{not_here}")
     reason = f"accession list {record.name}{by_reference}: " + "; ".join(lines)
     fields = {**common_fields(corpus), "sources": (*common_fields(corpus)["sources"], f"{files}")}
     if seen.any():

@@ -20,33 +20,17 @@ would need to publish (``missing:``).
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 
 from heldout.cards.model import Corpus, Documentation, ModelCard
+from heldout.corpora.lists import ListCache
 from heldout.errors import HeldoutError
 from heldout.leakage.accession_list import accession_evidence
 from heldout.leakage.census_filter import FilterNotUnderstood, evaluate
 from heldout.leakage.evidence import CorpusEvidence, EvalData, common_fields, unresolved
 from heldout.leakage.organism import organism_evidence
 from heldout.leakage.release_table import release_table_verdict
-
-
-class ListCache:
-    """Recorded corpus lists of one project root, loaded and verified once per audit."""
-
-    def __init__(self, root: Path | None) -> None:
-        self.root = root or Path.cwd()
-        self._loaded: dict[tuple[str, str | None], object] = {}
-
-    def get(self, path: str, sha256: str | None) -> object:
-        from heldout.corpora.lists import load_list
-
-        key = (path, sha256)
-        if key not in self._loaded:
-            self._loaded[key] = load_list(self.root, path, sha256=sha256)
-        return self._loaded[key]
 
 
 def decide(corpus: Corpus, card: ModelCard, data: EvalData, base: CorpusEvidence, lists: ListCache) -> CorpusEvidence:
