@@ -56,7 +56,7 @@ def decided(model: str, data: EvalData, corpus: int = 0) -> object:
 
 
 def test_every_project_id_of_supplementary_data_1_parses_as_its_source_writes_it() -> None:
-    projects = pd.unique(_table(REPO / "corpora/lists/scfoundation/data1.csv")["project_ID"])
+    projects = pd.unique(pd.Series(_table(REPO / "corpora/lists/scfoundation/data1.csv").column("project_ID")))
     assert len(projects) == 656
     kinds = pd.Series([parse_identifier(p).kind.value for p in projects]).value_counts().to_dict()
     assert kinds["geo_series"] == 444 + 130  # GEO-GSE and DISCO-GSE series
@@ -65,10 +65,10 @@ def test_every_project_id_of_supplementary_data_1_parses_as_its_source_writes_it
     assert parse_identifier("DISCO-E-MTAB-9492") == Identifier(IdKind.arrayexpress, "E-MTAB-9492")
     assert parse_identifier("AE-E-MTAB-11536") == Identifier(IdKind.arrayexpress, "E-MTAB-11536")
     assert parse_identifier("GEO-GSM3906020") == Identifier(IdKind.geo_sample, "GSM3906020")
-    refs = _table(REPO / "corpora/lists/scfoundation/data2.csv").set_index("Project ID")["pubmed ID"]
+    refs = {r["Project ID"]: r["pubmed ID"] for r in _table(REPO / "corpora/lists/scfoundation/data2.csv")}
     assert parse_identifiers(refs["GEO-GSE133344"]) == [Identifier(IdKind.pmid, "31395745")]
     assert parse_identifiers(refs["GEO-GSE138709"]) == [Identifier(IdKind.doi, "10.1016/j.jhep.2020.05.039")]
-    multi = [r for r in refs if "||" in r]
+    multi = [r for r in refs.values() if "||" in r]
     assert multi and all(len(parse_identifiers(r)) >= 2 for r in multi)
     assert parse_identifiers("31067475 || 33521016") == [Identifier(IdKind.pmid, "31067475"),
                                                          Identifier(IdKind.pmid, "33521016")]

@@ -106,4 +106,5 @@ def test_pr_check_installs_the_pinned_heldout_when_another_is_found(registry: Pr
                    env={"PATH": f"{fake}{os.pathsep}{os.environ['PATH']}"})
     assert proc.returncode == 3, proc.stdout + proc.stderr  # stops where pip failed: nothing runs with the wrong heldout
     assert f"installing heldout {heldout.__version__} (found: 0.0.1)" in proc.stdout
-    assert (tmp_path / "pip").read_text().strip() == "pip -m pip install --quiet -r ci/requirements.txt"
+    # the pins beside the script that runs (the base branch's copy in CI), never the pull request's
+    assert (tmp_path / "pip").read_text().strip() == f"pip -m pip install --quiet -r {registry.root}/ci/requirements.txt"

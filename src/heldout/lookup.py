@@ -137,11 +137,11 @@ def _release_table(corpus: Corpus, key: Identifier, lists: ListCache, row) -> Co
         return row("inconclusive", f"a Census release table holds DOIs and CELLxGENE ids, not a {key.kind.value}; "
                                    f"give the dataset's DOI or CELLxGENE id")
     rows = table.lookup(key)
-    if len(rows):
+    if rows:
         return row("inconclusive", f"{key} is in Census {record.census_version} ({len(rows)} datasets, e.g. "
-                                   f"{rows['dataset_title'].iloc[0]!r}); whether its cells pass the corpus filter "
+                                   f"{rows[0][1]['dataset_title']!r}); whether its cells pass the corpus filter "
                                    f"`{q.obs_value_filter}` needs their metadata: `heldout audit` decides per cell",
-                   f"{files} rows {', '.join(str(i + 1) for i in rows.index[:8])}")
+                   f"{files} rows {', '.join(str(i + 1) for i, _ in rows[:8])}")
     return row("not seen", f"{key} is not in Census {record.census_version}, the release the corpus was drawn from"
                            f"{f' (standing in for {q.proxy_for})' if q.proxy_for else ''}", files)
 

@@ -23,7 +23,8 @@ TIER_STYLE = {"GREEN": "green", "YELLOW": "yellow", "RED": "red", "GRAY": "brigh
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write every result with its evidence as JSON.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write a Markdown report with a tier heatmap (PNG beside it).")
+              help="Write a Markdown report: the model x dataset grid linking to each pairing's evidence, a legend "
+                   "of the evidence kinds, and the same as HTML and a heatmap PNG beside it.")
 @click.option("--rescan", is_flag=True,
               help="Scan Census corpora now instead of joining their recorded manifests (slow at Census scale).")
 @click.option("--wide", is_flag=True, help="Print each pairing's evidence inside the table (default: numbered below it).")
@@ -61,7 +62,7 @@ def audit(models: tuple[str, ...], manifest: Path | None, datasets: tuple[str, .
         console.print(f"wrote {json_path}")
     if report_path:
         markdown_report(results, report_path)
-        console.print(f"wrote {report_path} and {report_path.with_suffix('.png')}")
+        console.print(f"wrote {report_path}, {report_path.with_suffix('.html')} and {report_path.with_suffix('.png')}")
 
 
 COMMANDS = [audit]

@@ -18,16 +18,15 @@ Two kinds of list are read:
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import enum
-import io
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-import pandas as pd
 import pydantic
 
 import heldout
@@ -80,12 +79,25 @@ class CorpusList(FrozenRecord):
     heldout_version: str
 
 
-def _table(path: Path) -> pd.DataFrame:
+class Rows(list):
+    """The rows of a list file as dicts of strings, with its header (the csv module: no pandas to import)."""
+
+    def __init__(self, rows: list[dict[str, str]], columns: list[str]) -> None:
+        super().__init__(rows)
+        self.columns = columns
+
+    def column(self, name: str) -> list[str]:
+        return [row[name] for row in self]
+
+
+def _table(path: Path) -> Rows:
     """A CSV/TSV with ``#`` comment lines first (CRLF or LF), every value a string."""
     text = path.read_text(encoding="utf-8")
-    body = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
-    sep = "\t" if path.suffix.lower() in (".tsv", ".txt") else ","
-    return pd.read_csv(io.StringIO(body), sep=sep, dtype=str, keep_default_na=False)
+    body = [line for line in text.splitlines() if not line.startswith("#")]
+    delimiter = "\t" if path.suffix.lower() in (".tsv", ".txt") else ","
+    reader = csv.DictReader(body, delimiter=delimiter)
+    rows = [{k: (v or "") for k, v in row.items()} for row in reader]
+    return Rows(rows, list(reader.fieldnames or []))
 
 
 def record_list(root: Path, name: str, files: list[tuple[Path, ListFileKind, str, dict[str, str]]], *,
@@ -128,13 +140,15 @@ class LoadedList:
     folder: Path
     verified: bool = field(default=False)
 
-    def table(self, kind: ListFileKind) -> pd.DataFrame | None:
+    def table(self, kind: ListFileKind) -> Rows | None:
         """The rows of every file of ``kind``, with heldout's column names."""
-        frames = []
-        for f in (f for f in self.record.files if f.kind is kind):
-            frame = _table(self.folder / f.path)
-            frames.append(frame.rename(columns={v: k for k, v in f.columns.items()})[list(f.columns)])
-        return pd.concat(frames, ignore_index=True) if frames else None
+        files = [f for f in self.record.files if f.kind is kind]
+        if not files:
+            return None
+        rows: list[dict[str, str]] = []
+        for f in files:
+            rows += [{ours: row[theirs] for ours, theirs in f.columns.items()} for row in _table(self.folder / f.path)]
+        return Rows(rows, list(files[0].columns))
 
     @cached_property
     def accessions(self) -> AccessionIndex | None:
@@ -151,9 +165,9 @@ class LoadedList:
         if self.accessions is not None:
             out.update(self.accessions.counts())
         if self.release is not None:
-            out.update({"datasets": len(self.release.table), "collections": self.release.table["collection_id"]
-                        .nunique(), "datasets without collection_doi": int((self.release.table["collection_doi"]
-                                                                              == "").sum())})
+            table = self.release.table
+            out.update({"datasets": len(table), "collections": len(set(table.column("collection_id"))),
+                        "datasets without collection_doi": sum(1 for r in table if not r["collection_doi"])})
         return out
 
 
@@ -210,29 +224,29 @@ class AccessionHit:
 class AccessionIndex:
     """Per-sample and per-project rows of an accession list, indexed by normalised identifier."""
 
-    def __init__(self, samples: pd.DataFrame | None, projects: pd.DataFrame | None) -> None:
-        self.samples = samples if samples is not None else pd.DataFrame(columns=["project", "sample", "cells"])
-        self.projects = projects if projects is not None else pd.DataFrame(columns=["project", "references"])
+    def __init__(self, samples: Rows | None, projects: Rows | None) -> None:
+        self.samples = samples if samples is not None else Rows([], ["project", "sample", "cells"])
+        self.projects = projects if projects is not None else Rows([], ["project", "references"])
         self._by_project: dict[Identifier, list[int]] = defaultdict(list)
         self._by_sample: dict[Identifier, list[int]] = defaultdict(list)
-        for i, (project, sample) in enumerate(zip(self.samples["project"], self.samples["sample"], strict=True)):
-            self._by_project[parse_identifier(project)].append(i)
-            self._by_sample[parse_identifier(sample)].append(i)
+        for i, row in enumerate(self.samples):
+            self._by_project[parse_identifier(row["project"])].append(i)
+            self._by_sample[parse_identifier(row["sample"])].append(i)
         self._by_reference: dict[Identifier, list[int]] = defaultdict(list)
         self._project_rows: dict[Identifier, list[int]] = defaultdict(list)
-        for i, (project, refs) in enumerate(zip(self.projects["project"], self.projects["references"], strict=True)):
-            self._project_rows[parse_identifier(project)].append(i)
-            for ref in parse_identifiers(refs):
+        for i, row in enumerate(self.projects):
+            self._project_rows[parse_identifier(row["project"])].append(i)
+            for ref in parse_identifiers(row["references"]):
                 self._by_reference[ref].append(i)
 
     def counts(self) -> dict[str, int]:
         kinds: dict[str, int] = defaultdict(int)
         for key in set(self._by_project) | set(self._project_rows):
             kinds[f"projects ({key.kind.value})"] += 1
-        cells = pd.to_numeric(self.samples["cells"], errors="coerce")
+        cells = [_number(c) for c in self.samples.column("cells")]
         return {"samples": len(self.samples), "projects": len(set(self._by_project) | set(self._project_rows)),
-                "projects with references": int((self.projects["references"].str.strip() != "").sum()),
-                "cells": int(cells.sum()) if len(cells) else 0, **dict(sorted(kinds.items()))}
+                "projects with references": sum(1 for r in self.projects if r["references"].strip()),
+                "cells": sum(c for c in cells if c is not None), **dict(sorted(kinds.items()))}
 
     @cached_property
     def kinds(self) -> dict[IdKind, int]:
@@ -252,10 +266,12 @@ class AccessionIndex:
         return sorted(k.value for k in set(self._by_project) | set(self._project_rows) if k.kind is IdKind.other)
 
     def _sample_hit(self, key: Identifier, rows: list[int]) -> AccessionHit:
-        part = self.samples.iloc[rows]
-        cells = pd.to_numeric(part["cells"], errors="coerce")
-        return AccessionHit(key=key, projects=tuple(sorted(set(part["project"]))), samples=tuple(part["sample"]),
-                            cells=int(cells.sum()) if cells.notna().all() else None, rows=tuple(rows))
+        part = [self.samples[r] for r in rows]
+        cells = [_number(r["cells"]) for r in part]
+        return AccessionHit(key=key, projects=tuple(sorted({r["project"] for r in part})),
+                            samples=tuple(r["sample"] for r in part),
+                            cells=sum(cells) if all(c is not None for c in cells) else None,  # type: ignore[misc]
+                            rows=tuple(rows))
 
     def lookup(self, key: Identifier) -> AccessionHit | None:
         """The list's rows for ``key``: a series or project names its samples; a PMID/DOI names its projects."""
@@ -266,7 +282,7 @@ class AccessionIndex:
         rows = self._project_rows.get(key) or self._by_reference.get(key)
         if not rows:
             return None
-        projects = tuple(sorted(set(self.projects.iloc[rows]["project"])))
+        projects = tuple(sorted({self.projects[r]["project"] for r in rows}))
         sample_rows = [r for p in projects for r in self._by_project.get(parse_identifier(p), [])]
         if sample_rows:
             hit = self._sample_hit(key, sample_rows)
@@ -275,20 +291,28 @@ class AccessionIndex:
 
     def references_of(self, project: str) -> list[Identifier]:
         rows = self._project_rows.get(parse_identifier(project), [])
-        return [ref for r in rows for ref in parse_identifiers(self.projects.iloc[r]["references"])]
+        return [ref for r in rows for ref in parse_identifiers(self.projects[r]["references"])]
 
 
 class ReleaseTable:
     """One Census release's dataset table, indexed by dataset id, collection id and collection DOI."""
 
-    def __init__(self, table: pd.DataFrame) -> None:
-        self.table = table.reset_index(drop=True)
+    def __init__(self, table: Rows) -> None:
+        self.table = table
         self._index: dict[Identifier, list[int]] = defaultdict(list)
-        for i, row in enumerate(self.table.itertuples(index=False)):
-            self._index[Identifier(IdKind.cellxgene_id, row.dataset_id.lower())].append(i)
-            self._index[Identifier(IdKind.cellxgene_id, row.collection_id.lower())].append(i)
-            if row.collection_doi:
-                self._index[parse_identifier(row.collection_doi)].append(i)
+        for i, row in enumerate(table):
+            self._index[Identifier(IdKind.cellxgene_id, row["dataset_id"].lower())].append(i)
+            self._index[Identifier(IdKind.cellxgene_id, row["collection_id"].lower())].append(i)
+            if row["collection_doi"]:
+                self._index[parse_identifier(row["collection_doi"])].append(i)
 
-    def lookup(self, key: Identifier) -> pd.DataFrame:
-        return self.table.iloc[self._index.get(key, [])]
+    def lookup(self, key: Identifier) -> list[tuple[int, dict[str, str]]]:
+        """(row number from 0, row) of every dataset the key names (its id, its collection's id or DOI)."""
+        return [(i, self.table[i]) for i in self._index.get(key, [])]
+
+
+def _number(text: str) -> int | None:
+    try:
+        return int(float(text))
+    except (TypeError, ValueError):
+        return None

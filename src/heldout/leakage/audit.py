@@ -272,15 +272,25 @@ def evidence_lines(e: CorpusEvidence) -> list[str]:
 
 
 def markdown_report(results: list[TierResult], path: Path) -> Path:
-    """A Markdown report with the heatmap (PNG beside it) and every tier's evidence."""
+    """A Markdown report (the model x dataset grid, each cell linking to its evidence; the heatmap PNG beside
+    it) and the same as a self-contained HTML page (``.html`` beside it)."""
+    import html
+
+    from heldout.leakage.grid import anchor, html_page, markdown_grid
+
     png = path.with_suffix(".png")
     heatmap(results, png)
-    lines = ["# heldout leakage audit", "", f"![tiers]({png.name})", "",
+    evidence_html = {anchor(r): "<ul>" + "".join(f"<li>{html.escape(line.lstrip('- ').strip())}</li>"
+                                                  for e in r.evidence for line in evidence_lines(e)) + "</ul>"
+                     for r in results}
+    write_text_atomic(path.with_suffix(".html"), html_page(results, evidence_html))
+    lines = ["# heldout leakage audit", "", f"![tiers]({png.name})", "", *markdown_grid(results), "",
              "| model | dataset | version | tier | by split | why |", "|---|---|---|---|---|---|"]
     lines += [f"| {r.model}{' (user card)' if r.user_supplied else ''} | {r.dataset} | {r.version or 'curated'} | "
               f"**{r.tier.value}** | {splits_text(r)} | {r.reason} |" for r in results]
     lines += ["", "## Evidence per corpus", ""]
     for r in results:
+        lines.append(f'<a id="{anchor(r)}"></a>')
         lines.append(f"### {r.model} x {r.dataset}: {r.tier.value}" + (f" ({splits_text(r)})" if r.splits else ""))
         for e in r.evidence:
             lines += evidence_lines(e)

@@ -52,12 +52,12 @@ def release_table_verdict(corpus: Corpus, data: EvalData, loaded: object, at_ris
                                  f"{note}")
             continue
         found = {str(k): table.lookup(k) for k in keys}
-        hits = {k: rows for k, rows in found.items() if len(rows)}
+        hits = {k: rows for k, rows in found.items() if rows}
         if hits:
             verdict.seen |= cells
             for key, rows in hits.items():
-                verdict.examples.append(f"{key} -> {where} rows {', '.join(str(i + 1) for i in rows.index[:5])}: "
-                                        f"{'; '.join(rows['dataset_title'].head(3))}")
+                verdict.examples.append(f"{key} -> {where} rows {', '.join(str(i + 1) for i, _ in rows[:5])}: "
+                                        f"{'; '.join(r['dataset_title'] for _, r in rows[:3])}")
             verdict.lines.append(f"'{title}' is in Census {record.census_version} ({', '.join(hits)}): possible "
                                  "exposure")
         else:
