@@ -21,7 +21,8 @@ from heldout.errors import ReleaseError
 from heldout.project import Project
 from heldout.template import EXECUTABLE, SCAFFOLD, TEMPLATE_DIRS, TEMPLATE_FILES, scaffold_file, template_root
 
-GITIGNORE = "/mirror\n/data\n/orthologs\n/results\n/.heldout\n/heldout-pr-summary.md\n.venv/\n__pycache__/\n"
+GITIGNORE = ("/mirror\n/data\n/orthologs\n/results\n/.heldout\n/heldout-pr-summary.md\n.venv/\n__pycache__/\n"
+             "# heldout's cache of verified corpus files (size, mtime, sha256): local state, never shipped\n.verified.json\n")
 
 
 def _run(cwd: Path, *cmd: str) -> None:
