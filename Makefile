@@ -45,6 +45,9 @@ demo: $(HELDOUT)
 	cd demo/registry && ! $(HELDOUT) evaluate --task baron-integration --release v2 --model pancreas-typist \
 		--embeddings ../baron.parquet --results ../results
 	cd demo/registry && $(HELDOUT) report --results ../results --out ../report.html
+	# The registry as a static website: datasets x versions, models, the tier grid, leaderboards, a lookup
+	cd demo && $(HELDOUT) site build site --registry registry --results results
+	cd demo/registry && test -z "$$(git status --porcelain --untracked-files=all)"   # nothing left behind
 
 lint: $(HELDOUT)
 	test -f mirror/release.json || $(HELDOUT) mirror build

@@ -76,3 +76,13 @@ def test_released_corpora_are_verified_when_pulled(released: Path, tmp_path: Pat
     again = materialize_corpora("v3", released)  # the corrupt object is fetched again and verified
     assert manifest.exists() and all(p.stat().st_size for p in (again / "corpora").rglob("*.parquet"))
     assert sha256_file(cached) == cached.name  # content-addressed: the object is whole again
+
+
+def test_the_demo_leaves_its_registry_clean_and_the_next_release_works(released: Path) -> None:
+    """Every file heldout writes inside a registry is tracked, ignored by the scaffold, or removed."""
+    run_ok(released, "heldout", "audit", "--model", "pancreas-typist")  # reads corpora: writes .verified.json
+    assert list((released / "corpora").rglob(".verified.json"))  # the cache exists ...
+    assert run_ok(released, "git", "status", "--porcelain", "--untracked-files=all") == ""  # ... and is ignored
+    run_ok(released, "heldout", "release", "v4", "--allow-unchanged")
+    assert run_ok(released, "git", "status", "--porcelain", "--untracked-files=all") == ""
+    assert (released / "registry" / "releases" / "croissant" / "v4" / "glioma-tirosh2016.json").is_file()

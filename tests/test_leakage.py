@@ -596,4 +596,10 @@ def test_markdown_report_for_real_cards(evals: dict, mirror_root: Path, tmp_path
     results = audit(cards, list(evals.values()), mirror_root=mirror_root, project_root=leak.root)
     markdown_report(results, tmp_path / "r.md")
     text = (tmp_path / "r.md").read_text()
-    assert "scgpt-whole-human" in text and "bowang-lab/scGPT" in text and "not recorded" in text
+    assert "scgpt-whole-human" in text and "bowang-lab/scGPT" in text
+    assert "| scgpt-whole-human | [GREEN](#scgpt-whole-human-x-glioma-tirosh2016) |" in text  # the grid links ...
+    assert '<a id="scgpt-whole-human-x-glioma-tirosh2016"></a>' in text  # ... to the evidence
+    assert "no eval cell passes the corpus filter" in text and "**accession list**" in text  # evidence, legend
+    page = (tmp_path / "r.html").read_text()
+    assert '<th scope="col">glioma-tirosh2016</th>' in page and 'href="#geneformer-v1-x-pbmc-blood"' in page
+    assert "<script" not in page and "http://" not in page.replace("http://purl", "")  # self-contained

@@ -21,7 +21,7 @@ from heldout.errors import ReleaseError, UsageError
 from heldout.project import Project
 from heldout._files import sha256_file
 from heldout.pull import cache_root, pull, read_index, read_manifest
-from heldout.releases import create_release, load_index, retract_release
+from heldout.releases import create_release, load_index, load_manifest, retract_release
 from tests.helpers import run_cmd, run_ok
 
 
@@ -244,3 +244,43 @@ def test_pull_out_writes_the_self_describing_anndata(registry: Project, elsewher
     assert adata.n_obs == heldout.load("glioma-tirosh2016@v1", registry=registry.root, split="test").n_obs
     bad = CliRunner().invoke(cli, ["pull", "glioma-tirosh2016@v1", "--registry", str(registry.root), "--split", "test"])
     assert bad.exit_code == 2 and "--split needs -o/--out" in bad.output
+
+
+def test_every_release_carries_croissant_that_mlcroissant_loads(registry: Project) -> None:
+    """Croissant 1.1 of each released dataset: validated, its records read back by mlcroissant equal the h5ad."""
+    import json
+
+    import mlcroissant as mlc
+
+    import heldout
+    from heldout.croissant import croissant_path
+    from heldout.pull import load
+
+    path = croissant_path(registry.releases, "v2", "glioma-tirosh2016")
+    data = json.loads(path.read_text())
+    assert data["conformsTo"] == "http://mlcommons.org/croissant/1.1" and data["heldout:release"] == "v2"
+    assert data["version"] == "v2" and "Tirosh" in data["citeAs"] and data["license"]
+    shas = {d["@id"]: d["sha256"] for d in data["distribution"]}
+    manifest = load_manifest(registry, "v2").datasets["glioma-tirosh2016"]
+    assert shas == {k: manifest.artifacts[k].sha256 for k in ("h5ad", "split_assignment", "split_cells")}
+    provenance = data["heldout:provenance"]
+    assert provenance["census_version"] == "2025-11-08" and "oligodendroglioma" in provenance["obs_value_filter"]
+    assert provenance["identifiers"][0]["geo_series"] == ["GSE70630"]
+    fields = {f["name"]: f for f in data["recordSet"][0]["field"]}
+    assert fields["cell_type_ontology_term_id"]["equivalentProperty"] == "http://purl.obolibrary.org/obo/CL_0000000"
+    records = list(mlc.Dataset(jsonld=str(path)).records(record_set="cells"))
+    adata = heldout.load("glioma-tirosh2016@v2", registry=str(registry.root))
+    got = {r["cells/observation_joinid"].decode(): (r["cells/split"].decode(), r["cells/cell_type"].decode())
+           for r in records}
+    want = dict(zip(adata.obs_names, zip(adata.obs["split"].astype(str), adata.obs["cell_type"].astype(str),
+                                         strict=True), strict=True))
+    assert got == want and len(got) == adata.n_obs == 184
+    again = load(str(path))  # a Croissant file in place of NAME@VERSION
+    assert again.uns["heldout"]["release"] == "v2" and again.n_obs == 184
+    out = registry.root.parent / "from-croissant.h5ad"
+    result = run_cmd(registry.root, "heldout", "pull", str(path), "-o", str(out))
+    assert result.returncode == 0 and out.exists(), result.stdout + result.stderr
+    bad = registry.root.parent / "not-heldout.json"
+    bad.write_text('{"name": "x"}')
+    result = run_cmd(registry.root, "heldout", "pull", str(bad))
+    assert result.returncode != 0 and "is not a Croissant file written by heldout" in result.stdout + result.stderr

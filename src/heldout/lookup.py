@@ -58,19 +58,29 @@ def parse_key(text: str) -> Identifier:
     return key
 
 
+class Lookup:
+    """The registry's model cards and corpus lists, loaded once; :meth:`key` decides one identifier."""
+
+    def __init__(self, project: Project | None = None) -> None:
+        self.project = project or find_project(fallback=True)
+        self.lists = ListCache(self.project.root)
+        self.cards = [load_model_card(n, self.project.registry) for n in list_model_cards(self.project.registry)]
+
+    def key(self, key: Identifier) -> list[ModelLookup]:
+        out = []
+        for card in self.cards:
+            rows = tuple(_corpus(card, c, key, self.lists) for c in card.corpora)
+            verdicts = {r.verdict for r in rows}
+            verdict: Verdict = "seen" if "seen" in verdicts else "not seen" if verdicts == {"not seen"} \
+                else "inconclusive"
+            out.append(ModelLookup(model=card.name, verdict=verdict, corpora=rows))
+        return out
+
+
 def lookup(text: str, *, project: Project | None = None) -> tuple[Identifier, list[ModelLookup]]:
     """Every registry model's verdict on identifier ``text``."""
     key = parse_key(text)
-    project = project or find_project(fallback=True)
-    lists = ListCache(project.root)
-    out = []
-    for name in list_model_cards(project.registry):
-        card = load_model_card(name, project.registry)
-        rows = tuple(_corpus(card, c, key, lists) for c in card.corpora)
-        verdicts = {r.verdict for r in rows}
-        verdict: Verdict = "seen" if "seen" in verdicts else "not seen" if verdicts == {"not seen"} else "inconclusive"
-        out.append(ModelLookup(model=name, verdict=verdict, corpora=rows))
-    return key, out
+    return key, Lookup(project).key(key)
 
 
 def _corpus(card: ModelCard, corpus: Corpus, key: Identifier, lists: ListCache) -> CorpusLookup:

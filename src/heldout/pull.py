@@ -121,9 +121,22 @@ def resolve(ref: str, registry: str | Path | None = None) -> tuple[str, str, Rel
     return name, version, index, manifest
 
 
+def from_croissant(ref: str, registry: str | Path | None) -> tuple[str, str | Path | None]:
+    """``NAME@VERSION`` as is; a heldout Croissant file or URL (``.json``) as its ``NAME@VERSION`` and registry."""
+    if ref.endswith((".json", ".jsonld")) or "://" in ref:
+        from heldout.croissant import reference
+
+        name, version, where = reference(ref)
+        return f"{name}@{version}", registry or where
+    return ref, registry
+
+
 def pull(ref: str, *, registry: str | Path | None = None, artifact: str = "h5ad",
          remote_url: str | None = None) -> Pulled:
-    """Fetch one artifact of a released dataset into the cache, verified by sha256."""
+    """Fetch one artifact of a released dataset into the cache, verified by sha256.
+
+    ``ref`` is ``NAME@VERSION`` (or ``NAME``: the stable release), or the Croissant file or URL of a release."""
+    ref, registry = from_croissant(ref, registry)
     name, version, index, manifest = resolve(ref, registry)
     entry = index.releases[version]
     if entry.retracted:
@@ -255,6 +268,7 @@ def load(ref: str, *, registry: str | Path | None = None, split: str | None = No
     ``uns["heldout"]`` the provenance: name, release and whether it is retracted, the h5ad's
     sha256, the card, the lock, the Census source and version, and the split seed.
     """
+    ref, registry = from_croissant(ref, registry)
     return describe(pull(ref, registry=registry, **kwargs), registry=registry, split=split)  # type: ignore[arg-type]
 
 

@@ -178,8 +178,9 @@ def _dataset_release(project: Project, name: str) -> DatasetRelease:
         msg = f"{h5ad} is not validated (its validation report is failing or for another file)."
         raise ReleaseError(msg, hint="Run `dvc repro` so the validate stage checks the current h5ad.")
     check_split(name, project=project)
-    for part in ("assignment.parquet", "manifest.yaml"):
-        artifacts[f"split_{part.split('.')[0]}"] = _artifact(project, project.splits / name / part)
+    for part in ("assignment.parquet", "manifest.yaml", "cells.parquet"):
+        if part != "cells.parquet" or (project.splits / name / part).exists():  # cells: splits since Croissant
+            artifacts[f"split_{part.split('.')[0]}"] = _artifact(project, project.splits / name / part)
     if card.orthologs is not None:
         mapped = h5ad.with_name(f"{name}.{card.orthologs.target_organism.value}.h5ad")
         artifacts[f"orthologs_{card.orthologs.target_organism.value}"] = _artifact(project, mapped)
@@ -328,6 +329,9 @@ def create_release(version: str, *, project: Project | None = None, stable: bool
     crashpoint("after-push")
     write_yaml_atomic(project.releases / f"{version}.yaml", manifest.to_dict())
     crashpoint("after-manifest")
+    from heldout.croissant import registry_url, write_release
+
+    write_release(project, version, manifest, registry_url(project))  # validated by mlcroissant
     aliases = dict(index.aliases)
     aliases["latest"] = version
     if stable or "stable" not in aliases:
@@ -384,6 +388,10 @@ def recover(project: Project) -> list[str]:
                 and f"{TAG_PREFIX}{name.removesuffix('.yaml')}" not in tags:
             (project.root / path).unlink()
             actions.append(f"Removed {path}: the manifest of a release killed before it was tagged.")
+        elif code == "??" and len(parts := Path(path).relative_to(releases).parts) == 3 and parts[0] == "croissant" \
+                and f"{TAG_PREFIX}{parts[1]}" not in tags:
+            (project.root / path).unlink()
+            actions.append(f"Removed {path}: Croissant metadata of a release killed before it was tagged.")
         elif code.strip() == "M" and name == "index.yaml":
             _git(project, "checkout", "-q", "--", path)
             actions.append(f"Restored {path} from git: a killed release had edited it.")

@@ -145,10 +145,28 @@ def split_dataset(name: str, *, project: Project | None = None, seed: int | None
     folder = project.splits / card.name
     with atomic_path(folder / "assignment.parquet") as tmp:
         assignment.to_parquet(tmp, index=False)
+    with atomic_path(folder / CELLS) as tmp:  # what a Croissant record set reads: one row per cell
+        cell_table(obs, assignment["split"].to_numpy(), card.labels).to_parquet(tmp, index=False)
     write_yaml_atomic(folder / "manifest.yaml", manifest)
     check_split(card.name, project=project)  # prove what we wrote before anyone uses it
     return SplitResult(manifest_path=folder / "manifest.yaml", assignment_path=folder / "assignment.parquet",
                        manifest=manifest)
+
+
+CELLS = "cells.parquet"
+CELL_COLUMNS = ("dataset_id", "donor_id", "assay", "assay_ontology_term_id", "cell_type", "cell_type_ontology_term_id",
+                "development_stage", "development_stage_ontology_term_id", "disease", "disease_ontology_term_id",
+                "self_reported_ethnicity", "self_reported_ethnicity_ontology_term_id", "sex", "sex_ontology_term_id",
+                "suspension_type", "tissue", "tissue_ontology_term_id", "tissue_type", "is_primary_data")
+
+
+def cell_table(obs: pd.DataFrame, split: np.ndarray, labels: list[str]) -> pd.DataFrame:
+    """One row per cell: its id, split, the card's labels and the Census metadata columns, as plain strings."""
+    columns = [c for c in dict.fromkeys([*CELL_COLUMNS, *labels]) if c in obs.columns]
+    table = pd.DataFrame({"observation_joinid": obs.index.astype(str), "split": split.astype(str)})
+    for column in columns:
+        table[column] = obs[column].astype(str).to_numpy()
+    return table.reset_index(drop=True)
 
 
 def _manifest(name: str, h5ad: Path, assignment: pd.DataFrame, labels: np.ndarray | None, policy: SplitPolicy,

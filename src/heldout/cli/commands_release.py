@@ -149,12 +149,16 @@ def retract(version: str, reason: str, replaced_by: str | None) -> None:
 @click.option("--split", "split", default=None, help="With -o and the h5ad: keep only this split's cells (e.g. test).")
 def pull(ref: str, registry: str | None, artifact: str, remote_url: str | None, out: Path | None,
          split: str | None) -> None:
-    """Fetch NAME@VERSION (NAME alone = stable) through DVC and verify its sha256."""
+    """Fetch NAME@VERSION (NAME alone = stable) through DVC and verify its sha256.
+
+    REF may also be the Croissant file (or URL) of a release: registry/releases/croissant/VERSION/NAME.json.
+    """
+    from heldout.pull import from_croissant, write_pulled
     from heldout.pull import pull as run
-    from heldout.pull import write_pulled
 
     if split and (artifact != "h5ad" or not out):
         raise click.UsageError("--split needs -o/--out and the h5ad artifact.")
+    ref, registry = from_croissant(ref, registry)  # type: ignore[assignment]
     pulled = run(ref, registry=registry, artifact=artifact, remote_url=remote_url)
     if out:
         write_pulled(pulled, out, registry=registry, split=split)
@@ -208,3 +212,32 @@ def init(path: Path, remote: str | None) -> None:
 
 
 COMMANDS.append(init)
+
+
+@click.group()
+def site() -> None:
+    """The registry as a static website (plain files any static host serves)."""
+
+
+@site.command("build")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@REGISTRY_OPTION
+@click.option("--results", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="An evaluation results folder (heldout evaluate --results) for the leaderboards.")
+@MIRROR_OPTION
+def site_build(out: Path, registry: str | None, results: Path | None, mirror_root: Path | None) -> None:
+    """Write the registry's website to OUT: datasets x versions (cards, counts, checksums, pull commands,
+    Croissant files), model cards, the tier grid of the latest release with its evidence, leaderboards,
+    and an identifier lookup that runs in the browser. No server, no CDN: open OUT/index.html, or publish
+    OUT on any static host (e.g. GitHub Pages: push OUT to a gh-pages branch).
+    """
+    from heldout.site.build import build_site
+
+    built = build_site(out, registry=registry, results=results, mirror_root=mirror_root)
+    console.print(f"wrote {len(built.pages)} files to {built.root} ({built.pairings} pairings in the tier grid, "
+                  f"{built.lookup_keys:,} identifiers in the lookup index); open {built.root / 'index.html'}",
+                  soft_wrap=True)
+
+
+COMMANDS.append(site)
+

@@ -15,10 +15,10 @@ from heldout.leakage.tiers import Tier, TierResult
 TIER_COLOURS = {Tier.GREEN: "#2e7d32", Tier.YELLOW: "#8a6d00", Tier.RED: "#b71c1c", Tier.GRAY: "#616161"}
 TIER_BACKGROUNDS = {Tier.GREEN: "#e8f5e9", Tier.YELLOW: "#fff8e1", Tier.RED: "#ffebee", Tier.GRAY: "#f1f1f1"}
 LEGEND = (
-    ("organism", "a corpus of other organisms cannot hold these cells (its Census query's organism, else the "
-                 "model card's organisms)"),
     ("cells", "a recorded manifest (or a Census scan) compared cell by cell: donors, exact and near content "
               "matches"),
+    ("organism", "a corpus of other organisms cannot hold these cells (its Census query's organism, else the "
+                 "model card's organisms)"),
     ("ids / accessions", "dataset or collection ids, DOIs and accessions listed on the card"),
     ("accession list", "a recorded published list (e.g. scFoundation's Supplementary Data): series and PMID both "
                        "found = seen; one key only = inconclusive; absent from a complete list = not seen"),

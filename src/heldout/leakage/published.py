@@ -2,14 +2,15 @@
 
 For one corpus and one eval dataset, the strongest evidence available decides:
 
-1. **Organism** (heldout.leakage.organism): a corpus of other organisms cannot hold the cells.
-2. **Cells** (heldout.leakage.content): a recorded manifest, or a Census scan, compared cell by cell.
+1. **Cells** (heldout.leakage.content): a recorded manifest, or a Census scan, compared cell by cell.
+2. **Organism** (heldout.leakage.organism): a corpus of other organisms cannot hold the cells.
 3. **Ids and accessions** listed on the card (heldout.leakage.evidence.listed_evidence).
 4. For a corpus still unresolved:
    - an **accession list** it names (heldout.leakage.accession_list);
    - a **Census filter** (heldout.leakage.census_filter) applied to the eval cells' own metadata, then the
      **release table** of the Census it was drawn from (heldout.leakage.release_table) for the cells that
-     pass.
+     pass. Not for a corpus whose card names a recorded manifest: a manifest that fails its checks
+     (changed after review, stale) leaves the pairing GRAY rather than decided by weaker evidence.
 
 A pairing is never better than its weakest required check: cells that no check
 rules out and none proves seen leave the corpus unresolved (GRAY), and the
@@ -35,18 +36,18 @@ from heldout.leakage.release_table import release_table_verdict
 
 def decide(corpus: Corpus, card: ModelCard, data: EvalData, base: CorpusEvidence, lists: ListCache) -> CorpusEvidence:
     """The evidence that decides ``corpus`` on ``data`` (``base``: what cells, ids or accessions gave)."""
-    by_organism = organism_evidence(corpus, card, data)
+    by_content = base.exact_cells is not None  # a recorded manifest or a scan compared the cells themselves
+    by_organism = None if by_content else organism_evidence(corpus, card, data)
     if by_organism is not None:
         return by_organism
     evidence = base
-    by_content = base.exact_cells is not None  # a recorded manifest or a scan compared the cells themselves
     if corpus.accession_list and not by_content:  # the recorded list outranks the card's own short list
         try:
             evidence = accession_evidence(corpus, data, lists.get(corpus.accession_list, corpus.accession_list_sha256))
         except HeldoutError as exc:
             evidence = unresolved(corpus, f"its accession list cannot be used: {exc.message}")
-    elif base.status == "unresolved" and corpus.census is not None and \
-            corpus.documented_as is Documentation.census_filter:
+    elif base.status == "unresolved" and corpus.census is not None and corpus.manifest is None and \
+            corpus.documented_as is Documentation.census_filter:  # a named manifest that fails stays unresolved
         evidence = census_evidence(corpus, data, lists, base)
     if evidence.status == "unresolved" and corpus.missing:
         evidence = dataclasses.replace(evidence, reason=f"{evidence.reason}. To decide it, the model's authors would "
@@ -76,8 +77,9 @@ def census_evidence(corpus: Corpus, data: EvalData, lists: ListCache, base: Corp
         return CorpusEvidence(status="clean", seen=np.zeros(data.n, bool), levels=levels,
                               reason=f"no eval cell passes the corpus {filter_text}{example}", **common_fields(corpus))
     if not corpus.release_table:
-        return unresolved(corpus, f"{int(at_risk.sum())} eval cells pass (or may pass) the corpus {filter_text}, and "
-                                  "the card names no recorded release table to look their datasets up in")
+        return unresolved(corpus, f"{base.reason}; {int(at_risk.sum())} eval cells pass (or may pass) the corpus "
+                                  f"{filter_text}, and the card names no recorded release table to look their "
+                                  "datasets up in")
     try:
         loaded = lists.get(corpus.release_table, corpus.release_table_sha256)
     except HeldoutError as exc:
