@@ -45,7 +45,7 @@ def mirror_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def make_project(dest: Path) -> Project:
-    for folder in ("registry", "schemas", "curation", "corpora/lists", "corpora/provenance"):
+    for folder in ("registry", "schemas", "curation", "corpora/lists", "corpora/provenance", "sources/perturbench"):
         shutil.copytree(REPO / folder, dest / folder, ignore=shutil.ignore_patterns("releases"))
     (dest / "registry" / "releases").mkdir(exist_ok=True)
     for extra in ("params.yaml", "dvc.yaml"):

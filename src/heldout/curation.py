@@ -107,6 +107,7 @@ def _curate(name: str, *, project: Project | None, mirror_root: str | Path | Non
                       "harmonised_labels": label_maps}
             warmed = io.submit(_warm_up, checks)  # overlaps the obs read, which mostly runs without the GIL
             obs, var = _obs_var(query, card, label_maps)
+            obs = _with_design(obs, card, resolved)
             warmed.result()
             cells = (obs.index.to_numpy(dtype=object), _strings(obs["dataset_id"]), _strings(obs["donor_id"]))
             with SignatureTableWriter(tmp_fp, *cells) as fp_table:
@@ -178,6 +179,30 @@ def _obs_var(query: soma.ExperimentAxisQuery, card: DatasetCard,
     var = query.var().concat().to_pandas().sort_values("soma_joinid", kind="stable")
     var.index = pd.Index(var["feature_id"].astype(str).to_numpy(), name=None)
     return obs, var
+
+
+def _with_design(obs: pd.DataFrame, card: DatasetCard, resolved: object) -> pd.DataFrame:
+    """A perturbation card's design columns (perturbation, perturbation_type, cell_line, nperts,
+    target_gene_ids) joined to its cells by observation_joinid."""
+    if card.perturbation is None:
+        return obs
+    from heldout.cards.perturbation import DESIGN_COLUMNS
+    from heldout.sources.stage import staged_design
+
+    design = staged_design(resolved)  # type: ignore[arg-type]
+    if design is None:
+        msg = f"Card {card.name!r} declares a perturbation design, but its source staged none."
+        raise CardError(msg, hint="A perturbation card reads an h5ad or SOMA source (`source:`).")
+    design = design.set_index("observation_joinid").reindex(obs.index)
+    if design["perturbation"].isna().any():
+        msg = f"Card {card.name!r}: {int(design['perturbation'].isna().sum())} cells have no staged design row."
+        raise CardError(msg, hint="Delete .heldout/staged and curate again.")
+    from heldout.perturbation.design import validate_design
+
+    validate_design(design, card.perturbation, card.organism.value, f"card {card.name!r}")  # the selected cells
+    for column in DESIGN_COLUMNS:
+        obs[column] = design[column].to_numpy()
+    return obs
 
 
 def _warm_up(checks: dict) -> None:

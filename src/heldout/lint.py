@@ -103,7 +103,8 @@ def _check_external(card: DatasetCard, result: CardLint, project: Project, *, dr
     from heldout.sources.stage import RemoteNotFetched, stage_source
 
     try:
-        census = open_resolved(stage_source(card, project, fetch_remote=False))
+        resolved = stage_source(card, project, fetch_remote=False)
+        census = open_resolved(resolved)
     except RemoteNotFetched as exc:
         result.notes.append(exc.message + " " + (exc.hint or ""))
         return
@@ -111,13 +112,13 @@ def _check_external(card: DatasetCard, result: CardLint, project: Project, *, dr
         result.problems.append(f"source {card.source.kind} {card.source.uri}: {exc}")  # type: ignore[union-attr]
         return
     try:
-        _check_against_source(census, card, result, dry_run=dry_run, keep_cells=keep_cells)
+        _check_against_source(census, card, result, dry_run=dry_run, keep_cells=keep_cells, resolved=resolved)
     finally:
         census.close()
 
 
 def _check_against_source(census: soma.Collection, card: DatasetCard, result: CardLint, *, dry_run: bool,
-                          keep_cells: bool = False) -> None:
+                          keep_cells: bool = False, resolved: object = None) -> None:
     try:
         exp = experiment(census, card.organism.value)
     except HeldoutError as exc:
@@ -137,7 +138,7 @@ def _check_against_source(census: soma.Collection, card: DatasetCard, result: Ca
                                    + (f" (did you mean {close[0]!r}?)" if close else ""))
         return
     try:
-        columns = ["dataset_id", "donor_id"] + (["observation_joinid"] if keep_cells else [])
+        columns = ["dataset_id", "donor_id"] + (["observation_joinid"] if keep_cells or card.perturbation else [])
         obs = exp.obs.read(value_filter=card.obs_filter, column_names=columns).concat().to_pandas()
     except Exception as exc:  # noqa: BLE001 - tiledbsoma reports filter errors with many types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -149,11 +150,13 @@ def _check_against_source(census: soma.Collection, card: DatasetCard, result: Ca
     _check_identifiers(census, card, obs, result)
     if keep_cells:
         result.eval_data = _eval_data(census, card, obs)
+    if card.perturbation is not None:
+        _check_design(card, obs, resolved, result)
     groups = obs[["dataset_id", "donor_id"]].astype(str).drop_duplicates()
     if card.split.special_donors.value == "exclude":
         groups = groups[~groups["donor_id"].isin(SPECIAL_DONOR_IDS)]
     wanted = [s for s, f in card.split.fractions.items() if f > 0]
-    if len(wanted) > 1 and len(groups) < len(wanted):
+    if card.perturbation is None and len(wanted) > 1 and len(groups) < len(wanted):  # donor splits only
         result.problems.append(f"split: {len(groups)} donor group(s) cannot fill {len(wanted)} donor-disjoint splits "
                                f"({', '.join(wanted)}); give fewer non-zero fractions or select more donors")
     if card.orthologs is not None:
@@ -167,6 +170,23 @@ def _check_against_source(census: soma.Collection, card: DatasetCard, result: Ca
         result.n_cells = len(obs)
         result.n_donors = int(obs.groupby(["dataset_id", "donor_id"], observed=True).ngroups)
         result.n_datasets = int(obs["dataset_id"].nunique())
+
+
+def _check_design(card: DatasetCard, obs: pd.DataFrame, resolved: object, result: CardLint) -> None:
+    """A perturbation card: its design validates on the cells it selects, and its split can be made."""
+    from heldout.perturbation.design import validate_design
+    from heldout.sources.stage import staged_design
+
+    design = staged_design(resolved) if resolved is not None else None  # type: ignore[arg-type]
+    if design is None:
+        result.problems.append("perturbation: the card's source staged no design (a perturbation card reads an "
+                               "h5ad or SOMA `source:`)")
+        return
+    selected = design.set_index("observation_joinid").reindex(obs["observation_joinid"].astype(str))
+    try:
+        validate_design(selected, card.perturbation, card.organism.value, f"card {card.name!r}")  # type: ignore[arg-type]
+    except HeldoutError as exc:
+        result.problems.append(exc.message)
 
 
 def _check_identifiers(census: soma.Collection, card: DatasetCard, obs: pd.DataFrame, result: CardLint) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 TEMPLATE_DIRS = ("registry/datasets", "registry/models", "registry/tasks", "schemas", "curation", "corpora/lists",
-                 "corpora/provenance")
+                 "corpora/provenance", "sources/perturbench")
 TEMPLATE_FILES = ("params.yaml", "dvc.yaml", "CONTRIBUTING.md", "SECURITY.md", ".github/pull_request_template.md")
 BUNDLE_NAME = "_registry_template"
 SCAFFOLD = {  # file in heldout/scaffold_files -> where `heldout init` writes it

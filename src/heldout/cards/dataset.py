@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 import pydantic
 
 from heldout.cards._base import FrozenRecord, load_card
+from heldout.cards.perturbation import PerturbationDesign, Values
 from heldout.errors import CardError, unknown_choice
 from heldout.identifiers import Identifier, IdKind
 
@@ -68,11 +69,19 @@ def filter_parses(value: str | None) -> str | None:
     return value
 
 
+class ValueMap(FrozenRecord):
+    """A Census column filled per cell from a column of the file, value by value (e.g. cell line -> CVCL id)."""
+
+    column: str
+    values: dict[str, str] = pydantic.Field(min_length=1)
+
+
 class ObsMapping(FrozenRecord):
     """How a file outside the Census fills the Census obs columns curation needs."""
 
     columns: dict[str, str] = pydantic.Field(default_factory=dict)  # Census column: column of the file's obs
     values: dict[str, str] = pydantic.Field(default_factory=dict)  # Census column: one value for every cell
+    maps: dict[str, ValueMap] = pydantic.Field(default_factory=dict)  # Census column: per-cell value map
 
 
 class ExternalSource(FrozenRecord):
@@ -85,6 +94,7 @@ class ExternalSource(FrozenRecord):
     obs_value_filter: str = "soma_joinid >= 0"  # every cell of the source
     obs: ObsMapping = pydantic.Field(default_factory=ObsMapping)
     genes: Literal["auto", "id", "symbol"] = "auto"  # how var names identify genes
+    values: Values = "counts"  # what X (or raw.X) holds; log1p_cp10k: counts are recovered exactly
     gene_column: str | None = None  # var column holding the gene ids/symbols (default: the var index)
     measurement: str = "RNA"  # soma: the measurement and X layer holding raw counts
     layer: str = "raw"
@@ -173,6 +183,15 @@ class DatasetCard(FrozenRecord):
     split: SplitPolicy = pydantic.Field(default_factory=SplitPolicy)
     orthologs: OrthologSpec | None = None
     identifiers: list[SourceIdentifiers] = pydantic.Field(default_factory=list)  # one entry per source dataset
+    perturbation: PerturbationDesign | None = None  # a perturbation screen: its design and split
+
+    @pydantic.model_validator(mode="after")
+    def _one_split_policy(self) -> DatasetCard:
+        if self.perturbation is not None and "split" in self.model_fields_set:
+            msg = ("a perturbation card is split by `perturbation.split` (perturbation-disjoint); remove the "
+                   "donor `split:` block")
+            raise ValueError(msg)
+        return self
 
     @pydantic.model_validator(mode="after")
     def _one_entry_per_source(self) -> DatasetCard:

@@ -29,6 +29,7 @@ import warnings
 from pathlib import Path
 
 import anndata as ad
+import numpy as np
 import pandas as pd
 
 import heldout
@@ -43,6 +44,7 @@ from heldout.untrusted.paths import confined_file, resolve_inside
 from heldout.untrusted.remote import RemoteURI, check_allowed, check_uri, fetch_verified, is_remote
 
 STAGED = Path(".heldout") / "staged"
+DESIGN = "design.parquet"  # perturbation cards: the design columns per cell, beside the staged SOMA
 NEEDED = ("donor_id", "assay_ontology_term_id", "cell_type_ontology_term_id", "development_stage_ontology_term_id",
           "disease_ontology_term_id", "self_reported_ethnicity_ontology_term_id", "sex_ontology_term_id",
           "tissue_ontology_term_id", "suspension_type", "tissue_type")
@@ -51,7 +53,9 @@ NEEDED = ("donor_id", "assay_ontology_term_id", "cell_type_ontology_term_id", "d
 def staging_key(card: DatasetCard) -> str:
     spec = card.source
     assert spec is not None  # noqa: S101 - callers check
-    payload = json.dumps({"source": spec.to_dict(), "heldout": heldout.__version__}, sort_keys=True)
+    design = card.perturbation.to_dict() if card.perturbation else None
+    payload = json.dumps({"source": spec.to_dict(), "perturbation": design, "heldout": heldout.__version__},
+                         sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -90,13 +94,15 @@ def _stage(card: DatasetCard, spec: ExternalSource, folder: Path, location: Path
                                         by=spec.genes, max_lost=spec.max_lost_count_fraction,
                                         what=f"the {spec.kind} source of card")
     obs = _obs(adata, spec, card)
+    key = f"{spec.kind}:{spec.sha256 or spec.uri}"
+    design = _design(adata, card, key)
     sources.check_ontology_terms(obs, card.name, what="the source of card", hint=(
         "Give current ontology term ids: fix the file's obs columns, or map them in the card under "
         "`source.obs.columns` / `source.obs.values` (e.g. tissue_ontology_term_id: UBERON:0000178); look terms "
         "up at https://www.ebi.ac.uk/ols4."))
     primary = adata.obs["is_primary_data"].astype(bool).all() if "is_primary_data" in adata.obs else True
     dataset = sources.SourceDataset(
-        key=f"{spec.kind}:{spec.sha256 or spec.uri}", title=spec.dataset_title or card.description.strip(),
+        key=key, title=spec.dataset_title or card.description.strip(),
         organism=spec.organism.value, counts=x, var=var, obs=obs, collection_name="", primary=bool(primary),
         collection_doi=spec.collection_doi, citation=card.citation, license=card.license, origin=spec.uri,
         unmapped_genes=unmapped, notes=f"Staged by heldout from {spec.kind} {spec.uri} (counts from {counts_from}).")
@@ -108,6 +114,8 @@ def _stage(card: DatasetCard, spec: ExternalSource, folder: Path, location: Path
             build._write_version(partial, "staged", [dataset], False, lambda _m: None)  # noqa: SLF001
         pd.DataFrame({"name": list(unmapped), "reason": list(unmapped.values())}).to_csv(
             partial / "unmapped_genes.tsv", sep="\t", index=False)
+        if design is not None:
+            design.to_parquet(partial / DESIGN, index=False)
         os.replace(partial, folder)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
@@ -120,6 +128,12 @@ def _read(spec: ExternalSource, location: Path | str) -> ad.AnnData:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
+                if spec.values == "log1p_cp10k":  # counts recovered exactly, cell by cell, or refused
+                    from heldout.sources.counts import recover_counts
+
+                    adata = ad.read_h5ad(path)
+                    adata.X = recover_counts(adata.X, spec.uri)
+                    return adata
                 backed = ad.read_h5ad(path, backed="r")
                 try:  # every row of X (or raw.X) is checked in blocks before the file is loaded
                     counts_matrix(backed, spec.uri)
@@ -222,7 +236,9 @@ def _obs(adata: ad.AnnData, spec: ExternalSource, card: DatasetCard) -> pd.DataF
     missing = []
     for column in NEEDED:
         source_column = spec.obs.columns.get(column, column)
-        if source_column in adata.obs.columns:
+        if column in spec.obs.maps:
+            obs[column] = _mapped(adata, spec.obs.maps[column], column, card)
+        elif source_column in adata.obs.columns:
             obs[column] = adata.obs[source_column].astype(str).to_numpy()
         elif column in spec.obs.values:
             obs[column] = spec.obs.values[column]
@@ -239,6 +255,39 @@ def _obs(adata: ad.AnnData, spec: ExternalSource, card: DatasetCard) -> pd.DataF
         if column == "tissue_general_ontology_term_id":
             obs[column] = value
     return obs
+
+
+def _mapped(adata: ad.AnnData, mapping: object, column: str, card: DatasetCard) -> np.ndarray:
+    """A Census column from a file column, value by value (``source.obs.maps``); every value must be mapped."""
+    if mapping.column not in adata.obs.columns:  # type: ignore[attr-defined]
+        msg = f"Card {card.name!r}: source.obs.maps.{column} reads column {mapping.column!r}, which the file's " \
+              f"obs lacks (it has {list(adata.obs.columns)})."  # type: ignore[attr-defined]
+        raise CardError(msg)
+    values = adata.obs[mapping.column].astype(str)  # type: ignore[attr-defined]
+    missing = sorted(set(values) - set(mapping.values))  # type: ignore[attr-defined]
+    if missing:
+        msg = f"Card {card.name!r}: source.obs.maps.{column} gives no value for {missing}."
+        raise CardError(msg, hint=f"Add them under source.obs.maps.{column}.values.")
+    return values.map(mapping.values).to_numpy(dtype=object)  # type: ignore[attr-defined]
+
+
+def _design(adata: ad.AnnData, card: DatasetCard, key: str) -> pd.DataFrame | None:
+    """A perturbation card's design columns per cell (validated), keyed by the cells' observation_joinid."""
+    if card.perturbation is None:
+        return None
+    from heldout.mirror.assemble import dataset_id_for, observation_joinids
+    from heldout.perturbation.design import design_table
+
+    table = design_table(adata.obs, card.perturbation, f"card {card.name!r}")
+    table.insert(0, "observation_joinid", observation_joinids(dataset_id_for(key),
+                                                              pd.Series(adata.obs_names.astype(str))))
+    return table
+
+
+def staged_design(resolved: ResolvedCensus) -> pd.DataFrame | None:
+    """The design table staged beside a staged source's SOMA (None for other sources)."""
+    path = Path(resolved.uri).parent / DESIGN
+    return pd.read_parquet(path) if path.exists() else None
 
 
 def source_sha256(card: DatasetCard) -> str | None:

@@ -1,0 +1,1 @@
+"""Perturbation screens: the design of a curated dataset (heldout.perturbation.design)."""
