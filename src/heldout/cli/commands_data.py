@@ -109,16 +109,25 @@ COMMANDS = [mirror, curate, validate]
 @click.argument("name")
 @click.option("--seed", type=int, default=None, help="Override the card's split seed.")
 def split(name: str, seed: int | None) -> None:
-    """Donor-disjoint, stratified, seeded split of the curated dataset NAME.
+    """Seeded split of the curated dataset NAME: donor-disjoint and stratified, or, for a card with a
+    perturbation design, perturbation-disjoint (GEARS' simulation split, the combination split, or the
+    cross-cell-line split; controls split by cell).
 
-    Writes splits/NAME/manifest.yaml (donor -> split, counts per split and label,
-    seed, input hash) and splits/NAME/assignment.parquet (one row per cell), then
+    Writes splits/NAME/manifest.yaml (what went where, counts, seed, input hash),
+    splits/NAME/assignment.parquet and cells.parquet (one row per cell), then
     proves the result with the same check as `heldout check-split`.
     """
     from heldout.splits import split_dataset
 
     result = split_dataset(name, seed=seed)
     m = result.manifest
+    if m.get("kind") == "perturbation":
+        _render.table(f"split of {name} ({m['scheme']}, seed {m['seed']})", ["split", "conditions", "cells"],
+                      ((s, len(m["conditions"].get(s, [])), m["cells"][s]) for s in m["cells"]))
+        for group, members in m["subgroups"].items():
+            console.print(f"{group}: {', '.join(members)}", markup=False, soft_wrap=True)
+        console.print(f"wrote {result.manifest_path} and {result.assignment_path}")
+        return
     _render.table(f"split of {name} ({m['engine']}, seed {m['seed']})", ["split", "donor groups", "cells"],
                   ((s, len(m["donors"][s]), m["cells"][s]) for s in m["cells"]))
     if m.get("labels_in_test_not_train"):
@@ -131,15 +140,17 @@ def split(name: str, seed: int | None) -> None:
 @click.option("--assignment", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Check this assignment file instead of splits/NAME/assignment.parquet.")
 def check_split_cmd(name: str, assignment: Path | None) -> None:
-    """Prove the split of NAME is complete and donor-disjoint (donor and cell level).
+    """Prove the split of NAME is complete and disjoint: no donor in two splits, or, for a perturbation
+    dataset, no test condition in training and controls on both sides.
 
-    Exits non-zero, naming the offending donors and cells, on any leak.
+    Exits non-zero, naming the offending donors, conditions and cells, on any leak.
     """
     from heldout.splits import check_split
 
     result = check_split(name, assignment_path=assignment)
-    console.print(f"[green]ok[/]: {result.n_cells} cells in {result.n_groups} donor groups, "
-                  f"no donor or cell in two splits ({result.cells})")
+    unit = "donor groups, no donor" if result.kind == "donor" else "conditions, no condition"
+    console.print(f"[green]ok[/]: {result.n_cells} cells in {result.n_groups} {unit} or cell in two splits "
+                  f"({result.cells})")
 
 
 @click.group()

@@ -15,19 +15,16 @@ data, card and seed give a byte-identical assignment file.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import anndata as ad
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
-from heldout._files import atomic_path, read_yaml, sha256_file, write_yaml_atomic
-from heldout.cards.dataset import SPECIAL_DONOR_IDS, SPLIT_NAMES, SpecialDonorPolicy, SplitPolicy, load_dataset_card
-from heldout.errors import HeldoutError, SplitLeakError
-from heldout.project import Project, artifact_paths, find_project
+from heldout._files import sha256_file
+from heldout.cards.dataset import SPECIAL_DONOR_IDS, SPLIT_NAMES, DatasetCard, SpecialDonorPolicy, SplitPolicy
+from heldout.errors import HeldoutError
 
 EXCLUDED = "excluded"
 MAX_FOLDS = 20
@@ -37,13 +34,6 @@ class SplitImpossible(HeldoutError):
     """The data has too few donor groups for the requested splits."""
 
     exit_code = 6
-
-
-@dataclass(frozen=True, kw_only=True)
-class SplitResult:
-    manifest_path: Path
-    assignment_path: Path
-    manifest: dict
 
 
 def donor_groups(obs: pd.DataFrame, policy: SpecialDonorPolicy) -> tuple[np.ndarray, np.ndarray]:
@@ -123,16 +113,10 @@ def assign_splits(groups: np.ndarray, labels: np.ndarray | None, fractions: dict
     return names[fold], engine
 
 
-def split_dataset(name: str, *, project: Project | None = None, seed: int | None = None) -> SplitResult:
-    """Split the curated dataset ``name`` by its card's policy; write manifest + assignment."""
-    project = project or find_project()
-    card = load_dataset_card(name, project.registry)
+def split_by_donor(card: DatasetCard, obs: pd.DataFrame, h5ad: Path, seed: int | None = None
+                   ) -> tuple[pd.DataFrame, dict]:
+    """The donor-disjoint assignment of ``obs`` (the curated cells of ``card``) and its manifest."""
     policy: SplitPolicy = card.split
-    h5ad = artifact_paths(project, card.name).h5ad
-    if not h5ad.exists():
-        msg = f"Dataset {card.name!r} is not curated yet ({h5ad} is missing)."
-        raise HeldoutError(msg, hint=f"Run `heldout curate {card.name}` first.")
-    obs = ad.read_h5ad(h5ad, backed="r").obs
     seed = policy.seed if seed is None else seed
     keys, keep = donor_groups(obs, policy.special_donors)
     labels = obs[policy.stratify_by].astype(str).to_numpy() if policy.stratify_by else None
@@ -141,32 +125,7 @@ def split_dataset(name: str, *, project: Project | None = None, seed: int | None
     split[keep] = names
     assignment = pd.DataFrame({"observation_joinid": obs.index.astype(str), "dataset_id": obs["dataset_id"].astype(str),
                                "donor_id": obs["donor_id"].astype(str), "split": split}).reset_index(drop=True)
-    manifest = _manifest(card.name, h5ad, assignment, labels, policy, seed, engine)
-    folder = project.splits / card.name
-    with atomic_path(folder / "assignment.parquet") as tmp:
-        assignment.to_parquet(tmp, index=False)
-    with atomic_path(folder / CELLS) as tmp:  # what a Croissant record set reads: one row per cell
-        cell_table(obs, assignment["split"].to_numpy(), card.labels).to_parquet(tmp, index=False)
-    write_yaml_atomic(folder / "manifest.yaml", manifest)
-    check_split(card.name, project=project)  # prove what we wrote before anyone uses it
-    return SplitResult(manifest_path=folder / "manifest.yaml", assignment_path=folder / "assignment.parquet",
-                       manifest=manifest)
-
-
-CELLS = "cells.parquet"
-CELL_COLUMNS = ("dataset_id", "donor_id", "assay", "assay_ontology_term_id", "cell_type", "cell_type_ontology_term_id",
-                "development_stage", "development_stage_ontology_term_id", "disease", "disease_ontology_term_id",
-                "self_reported_ethnicity", "self_reported_ethnicity_ontology_term_id", "sex", "sex_ontology_term_id",
-                "suspension_type", "tissue", "tissue_ontology_term_id", "tissue_type", "is_primary_data")
-
-
-def cell_table(obs: pd.DataFrame, split: np.ndarray, labels: list[str]) -> pd.DataFrame:
-    """One row per cell: its id, split, the card's labels and the Census metadata columns, as plain strings."""
-    columns = [c for c in dict.fromkeys([*CELL_COLUMNS, *labels]) if c in obs.columns]
-    table = pd.DataFrame({"observation_joinid": obs.index.astype(str), "split": split.astype(str)})
-    for column in columns:
-        table[column] = obs[column].astype(str).to_numpy()
-    return table.reset_index(drop=True)
+    return assignment, _manifest(card.name, h5ad, assignment, labels, policy, seed, engine)
 
 
 def _manifest(name: str, h5ad: Path, assignment: pd.DataFrame, labels: np.ndarray | None, policy: SplitPolicy,
@@ -175,7 +134,8 @@ def _manifest(name: str, h5ad: Path, assignment: pd.DataFrame, labels: np.ndarra
     per_split = {s: sorted(donors.loc[donors["split"] == s, "group"].unique().tolist())
                  for s in (*SPLIT_NAMES, EXCLUDED) if (donors["split"] == s).any()}
     manifest = {
-        "schema_version": 1, "dataset": name, "input_sha256": sha256_file(h5ad), "seed": seed, "engine": engine,
+        "schema_version": 1, "dataset": name, "kind": "donor", "input_sha256": sha256_file(h5ad), "seed": seed,
+        "engine": engine,
         "fractions": dict(policy.fractions), "special_donors": policy.special_donors.value,
         "stratify_by": policy.stratify_by, "donors": per_split,
         "cells": {s: int((assignment["split"] == s).sum()) for s in per_split},
@@ -189,23 +149,8 @@ def _manifest(name: str, h5ad: Path, assignment: pd.DataFrame, labels: np.ndarra
     return manifest
 
 
-@dataclass(frozen=True)
-class SplitCheck:
-    dataset: str
-    n_cells: int
-    n_groups: int
-    cells: dict
-
-
-def check_split(name: str, *, project: Project | None = None, assignment_path: Path | None = None) -> SplitCheck:
-    """Prove a split is complete and donor-disjoint at donor and cell level; raise on any leak."""
-    project = project or find_project()
-    folder = project.splits / name
-    path = assignment_path or folder / "assignment.parquet"
-    if not path.exists():
-        msg = f"No split for {name!r} at {path}."
-        raise HeldoutError(msg, hint=f"Run `heldout split {name}`.")
-    assignment = pd.read_parquet(path)
+def donor_problems(assignment: pd.DataFrame) -> list[str]:
+    """What makes a donor split invalid (empty: it is donor-disjoint, complete and well named)."""
     problems: list[str] = []
     dup = assignment["observation_joinid"].duplicated(keep=False)
     if dup.any():
@@ -223,19 +168,4 @@ def check_split(name: str, *, project: Project | None = None, assignment_path: P
     unknown = set(assignment["split"]) - {*SPLIT_NAMES, EXCLUDED}
     if unknown:
         problems.append(f"unknown split names {sorted(unknown)}")
-    h5ad = artifact_paths(project, name).h5ad
-    manifest_path = folder / "manifest.yaml"
-    if h5ad.exists() and manifest_path.exists():
-        obs_ids = ad.read_h5ad(h5ad, backed="r").obs_names
-        missing = len(set(obs_ids) - set(assignment["observation_joinid"]))
-        if missing:
-            problems.append(f"{missing} cell(s) of the dataset have no assignment")
-        manifest = read_yaml(manifest_path)
-        if manifest.get("input_sha256") != sha256_file(h5ad):
-            problems.append("the curated h5ad changed since the split was made (input_sha256 differs)")
-    if problems:
-        msg = f"Split of {name!r} is not valid: " + " | ".join(problems)
-        raise SplitLeakError(msg, hint=f"Re-run `heldout split {name}`; never edit assignment files by hand.")
-    return SplitCheck(dataset=name, n_cells=len(assignment),
-                      n_groups=int(assigned.groupby(["dataset_id", "donor_id"]).ngroups),
-                      cells=assignment["split"].value_counts().to_dict())
+    return problems
