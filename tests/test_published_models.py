@@ -206,6 +206,13 @@ def test_the_audit_decides_published_models_on_the_bundled_datasets(curated: Pro
         assert results[("aido-cell", dataset)].tier.value == "GREEN"
     glioma = results[("scgpt-whole-human", "glioma-tirosh2016")]
     assert glioma.tier.value == "GREEN" and "disease = 'oligodendroglioma'" in glioma.evidence[0].reason
+    norman = {m: r for (m, d), r in results.items() if d == "norman-2019"}  # where the two issues meet
+    assert norman["gears-norman"].tier.value == norman["scgpt-perturbation-norman"].tier.value == "RED"
+    assert norman["scfoundation"].tier.value == "YELLOW" and norman["aido-cell"].tier.value == "YELLOW"
+    assert "GSE133344 and PMID:31395745 are both in the list (8 samples, 125,081 cells reserved)" in \
+        norman["scfoundation"].evidence[0].reason
+    assert norman["gears-adamson"].tier.value == "GREEN"  # trained on another screen
+    assert results[("gears-norman", "mcfaline-figueroa-2023")].tier.value == "GREEN"
     gray = [r for r in results.values() if r.tier.value == "GRAY"]
     assert gray and all("would need to publish" in r.reason or "has no" in r.reason or "no recorded" in r.reason
                         for r in gray), [r.reason for r in gray if "would need" not in r.reason][:3]

@@ -84,10 +84,16 @@ class EvalData:
         return np.char.add(np.char.add(self.dataset_of_cell.astype(str), "::"), self.donor_of_cell.astype(str))
 
     def references_of(self, dataset_id: str) -> set[str]:
+        """The dataset's DOIs and accessions: from its source's collection DOI and citation, and from the
+        card's typed ``identifiers`` (GEO series, PMID, DOI), normalised as :func:`normalise_reference` does."""
         refs: set[str] = set()
         for src in self.sources:
             if src.get("dataset_id") == dataset_id:
                 refs |= normalise_reference(f"{src.get('collection_doi', '')} {src.get('citation', '')}")
+        ids = self.identifiers_of(dataset_id)
+        if ids is not None:
+            refs |= {g.upper() for g in ids.geo_series} | {f"PMID:{p}" for p in ids.pmid} | {d.lower() for d in ids.doi}
+            refs |= {a.upper() for a in ids.arrayexpress}
         return refs
 
     def collection_of(self, dataset_id: str) -> str:
