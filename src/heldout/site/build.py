@@ -205,12 +205,18 @@ def lookup_index(cards: list, root: Path, *, dataset_cards: dict | None = None) 
         for model, model_rows in rows(parse_identifier(value) if kind is not IdKind.other
                                       else Identifier(IdKind.other, value)).items():
             defaults[model][kind.value] = model_rows
+    reasons: dict[str, int] = {}  # every distinct reason once; rows name it by number
+
+    def compact(model_rows: list) -> list:
+        return [[corpus, verdict, reasons.setdefault(reason, len(reasons))] for corpus, verdict, reason in model_rows]
+
     out: dict[str, dict] = {}
     for key in sorted(keys):
-        differs = {m: r for m, r in rows(key).items() if r != defaults[m].get(key.kind.value)}
+        differs = {m: compact(r) for m, r in rows(key).items() if r != defaults[m].get(key.kind.value)}
         if differs:
             out[f"{key.kind.value}:{key.value}"] = differs
-    return {"models": [c.name for c in cards], "defaults": defaults, "keys": out}
+    defaults = {m: {k: compact(r) for k, r in by_kind.items()} for m, by_kind in defaults.items()}
+    return {"models": [c.name for c in cards], "defaults": defaults, "keys": out, "reasons": list(reasons)}
 
 
 def _lookup_body(n_keys: int) -> str:

@@ -91,7 +91,7 @@ LOOKUP_JS = r"""(function () {
       var rows = found[model] || index.defaults[model][key.kind] || index.defaults[model]["other"];
       rows.forEach(function (r) {
         var tr = body.insertRow();
-        [model, r[0], r[1], r[2].replace(/\{key\}/g, label)].forEach(function (v, n) {
+        [model, r[0], r[1], index.reasons[r[2]].replace(/\{key\}/g, label)].forEach(function (v, n) {
           var td = tr.insertCell(); td.textContent = v;
           if (n === 2) { td.className = v.replace(" ", ""); }
         });
