@@ -38,6 +38,13 @@ ONTOLOGY_ROOTS = {  # CELLxGENE ontology columns -> the root term of the ontolog
     "development_stage_ontology_term_id": "http://purl.obolibrary.org/obo/HsapDv_0000000",
     "self_reported_ethnicity_ontology_term_id": "http://purl.obolibrary.org/obo/HANCESTRO_0004",
 }
+PERTURBATION_FIELDS = {  # scPerturb / pertpy conventions (heldout.cards.perturbation)
+    "perturbation": "The cell's perturbation condition: target genes joined by '+', or 'control'.",
+    "perturbation_type": "CRISPRa, CRISPRi, CRISPRko or drug (scPerturb's perturbation_type).",
+    "cell_line": "The cell line, as the source names it.",
+    "nperts": "How many genes the condition perturbs (0 for controls).",
+    "target_gene_ids": "The Ensembl ids of the target genes, joined by '+'.",
+}
 DISTRIBUTED = {"h5ad": "application/x-hdf5", "split_assignment": "application/x-parquet",
                "split_cells": "application/x-parquet"}
 
@@ -126,6 +133,8 @@ def _describe(column: str, card: object) -> str:
         return f"Label column {column!r} of the dataset card."
     if column in ONTOLOGY_ROOTS:
         return f"CELLxGENE schema {column} (an ontology term id)."
+    if column in PERTURBATION_FIELDS:
+        return PERTURBATION_FIELDS[column]
     return f"CELLxGENE schema obs column {column}."
 
 
