@@ -18,7 +18,6 @@ No cell is read: a lookup takes well under a second (benchmarks/README.md).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Literal
 
 from heldout.cards.model import Corpus, Documentation, ModelCard, list_model_cards, load_model_card
