@@ -15,6 +15,8 @@ BAD_INPUT: dict[str, list[str]] = {
     "audit": ["--model", "no-such-model"],
     "check-split": ["no-such-dataset"],
     "corpus record": ["--model", "no-such-model", "--corpus", "x", "--role", "pretraining", "missing.h5ad"],
+    "corpus record-list": ["x", "--file", "samples:missing.csv", "--source", "s", "--complete", "--description", "d",
+                           "--citation", "c", "--license", "l"],
     "corpus show": ["--model", "no-such-model", "--corpus", "x"],
     "curate": ["no-such-dataset"],
     "doctor": [],  # outside a registry (see the test)
@@ -22,6 +24,7 @@ BAD_INPUT: dict[str, list[str]] = {
     "init": ["{tmp}/file-not-dir/registry"],
     "lint": ["--dry-run", "--mirror", "{tmp}/no-mirror"],
     "list": ["--registry", "{tmp}/not-a-registry"],
+    "lookup": ["not-an-identifier"],
     "mirror build": ["--out", "{tmp}/m", "--version", "yesterday"],
     "orthologs apply": ["no-such-dataset"],
     "orthologs build": ["--policy", "no-such-policy"],
@@ -30,6 +33,7 @@ BAD_INPUT: dict[str, list[str]] = {
     "report": ["--results", "{tmp}/no-results"],
     "retract": ["v99", "--reason", "x"],
     "show": ["no-such-dataset@v1", "--registry", "{tmp}/not-a-registry"],
+    "site build": ["{tmp}/site", "--registry", "{tmp}/not-a-registry"],
     "split": ["no-such-dataset"],
     "stage": ["curate"],  # outside `dvc repro`: no $DVC_STAGE
     "validate": ["{tmp}/missing.h5ad"],

@@ -52,7 +52,7 @@ def check_h5ad(path: str | Path, what: str, *, bounds: Limits | None = None) -> 
     try:
         handle = h5py.File(path, "r", locking=False)
     except OSError as exc:
-        msg = f"{what} is not an HDF5 (h5ad) file: {exc}"
+        msg = f"{what} is not a readable h5ad (not an HDF5 file: {exc})"
         raise UntrustedInputError(msg, hint="Give an h5ad written by anndata.") from None
     with handle:
         walker = _Walker(what, bounds)

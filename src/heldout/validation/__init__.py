@@ -33,7 +33,7 @@ import scipy.sparse as sp
 
 from heldout import ontologies
 from heldout._gc import paused_gc
-from heldout.errors import UsageError, ValidationFailed
+from heldout.errors import HeldoutError, UsageError, ValidationFailed
 from heldout.project import bundled_schemas
 from heldout.validation import rules  # noqa: F401 - registers the custom checks the schemas name
 from heldout.validation.frames import Context, validate_frame
@@ -211,7 +211,10 @@ def validate_h5ad(path: str | Path, *, schemas_dir: str | None = None,
         raise UsageError(msg, hint=f"Choose one of: auto, {', '.join(PROFILES)}.")
     from heldout.untrusted.hdf5 import check_h5ad
 
-    check_h5ad(path, str(path))  # no external links/storage, declared shapes within limits, before any read
+    try:  # no external links/storage, declared shapes within limits, before any read
+        check_h5ad(path, str(path))
+    except HeldoutError as exc:
+        raise ValidationFailed(exc.message, hint=exc.hint) from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
