@@ -111,7 +111,7 @@ def check(project: Project, *extra: str) -> tuple[int, str]:
 
 
 def test_a_proper_dataset_pr_passes(reg: Project, pbmc: Path) -> None:
-    (reg.root / "sources").mkdir()
+    (reg.root / "sources").mkdir(exist_ok=True)
     shutil.copy(pbmc, reg.root / "sources" / "pbmc.h5ad")
     card(reg, "pbmc-chr21", h5ad_source("sources/pbmc.h5ad", sha256_file(pbmc)))
     commit(reg)
@@ -124,7 +124,7 @@ def test_a_proper_dataset_pr_passes(reg: Project, pbmc: Path) -> None:
 
 
 def test_external_storage_neither_prints_nor_ships_a_maintainer_file(reg: Project, pbmc: Path, outside: Path) -> None:
-    (reg.root / "sources").mkdir()
+    (reg.root / "sources").mkdir(exist_ok=True)
     evil = reg.root / "sources" / "pbmc.h5ad"
     shutil.copy(pbmc, evil)
     with h5py.File(evil, "r+") as f:  # the tissue term's categories are now the maintainer's credentials file
@@ -224,7 +224,7 @@ def test_a_model_card_cannot_point_the_audit_at_a_maintainer_file(reg: Project) 
 def test_an_h5ad_outside_the_registry_is_never_read(reg: Project, pbmc: Path, outside: Path, how: str) -> None:
     target = outside / "maintainer.h5ad"
     shutil.copy(pbmc, target)
-    (reg.root / "sources").mkdir()
+    (reg.root / "sources").mkdir(exist_ok=True)
     uri = {"absolute": str(target), "dotdot": "../outside/maintainer.h5ad"}.get(how, "sources/pbmc.h5ad")
     if how == "symlink":
         (reg.root / "sources" / "pbmc.h5ad").symlink_to(target)
@@ -256,7 +256,7 @@ def test_devices_file_urls_and_symlinked_cards_are_refused_unread(reg: Project, 
 
 def test_a_billion_laughs_card_and_a_huge_declared_matrix_are_refused(reg: Project, pbmc: Path) -> None:
     (reg.registry / "datasets" / "laughs.yaml").write_text(BILLION_LAUGHS)
-    (reg.root / "sources").mkdir()
+    (reg.root / "sources").mkdir(exist_ok=True)
     huge = reg.root / "sources" / "huge.h5ad"
     shutil.copy(pbmc, huge)
     with h5py.File(huge, "r+") as f:
@@ -337,7 +337,7 @@ def test_every_row_is_checked_and_stray_card_files_are_named(reg: Project, pbmc:
     x = sp.csr_matrix(tiled.X, dtype=np.float32)
     x[900, int(x[900].indices[0])] = np.nan
     tiled.X = x
-    (reg.root / "sources").mkdir()
+    (reg.root / "sources").mkdir(exist_ok=True)
     tiled.write_h5ad(reg.root / "sources" / "nan.h5ad")
     card(reg, "nan-row", h5ad_source("sources/nan.h5ad", sha256_file(reg.root / "sources" / "nan.h5ad")))
     (reg.registry / "datasets" / "sub").mkdir()

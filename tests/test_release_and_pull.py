@@ -230,7 +230,7 @@ def test_list_fits_80_columns_without_breaking_names(registry: Project, elsewher
     assert result.exit_code == 0, result.output
     too_wide = [line for line in result.output.splitlines() if len(line) > 80]
     assert not too_wide, result.output
-    assert "baron-pancreas-human@v1" in result.output  # the longest NAME@VERSION, whole on one line
+    assert "mcfaline-figueroa-2023@v1" in result.output  # the longest NAME@VERSION, whole on one line
 
 
 def test_pull_out_writes_the_self_describing_anndata(registry: Project, elsewhere: Path) -> None:

@@ -351,8 +351,9 @@ def list_releases(registry: str | Path | None = None) -> list[ReleaseRow]:
         aliases = ",".join(a for a, v in index.aliases.items() if v == version)
         status = f"retracted: {entry.retraction.reason}" if entry.retracted and entry.retraction else "ok"
         for name, ds in manifest.datasets.items():
-            rows.append(ReleaseRow(name, version, aliases, ds.n_cells, ds.n_donors,
-                                   f"{ds.census_source} {ds.census_version}", status))
+            source = ds.census_version if not ds.census_version.startswith("sha256:") else ds.census_version[7:15]
+            rows.append(ReleaseRow(name, version, aliases, ds.n_cells, ds.n_donors, f"{ds.census_source} {source}",
+                                   status))
     return sorted(rows, key=lambda r: (r.dataset, r.version))
 
 

@@ -27,14 +27,17 @@ class FreshConsole:
 console = FreshConsole(highlight=False, soft_wrap=True)
 NO_WRAP_MAX = 24  # a column whose values are all at most this long is never wrapped
 
-def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]], *,
+          keep: Sequence[str] = (), fold: Sequence[str] = ()) -> None:
     # No vertical rules and no edge padding; short values (names, versions, tiers) never wrap, so
-    # at 80 columns only long free text (evidence, reasons) folds, at word boundaries.
+    # at 80 columns only long free text (evidence, reasons) folds, at word boundaries. ``keep``:
+    # columns that never wrap whatever their length (names to copy); ``fold``: columns that may.
     cells = [[str(v) for v in row] for row in rows]
     out = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for i, col in enumerate(columns):
         longest = max((len(row[i]) for row in cells), default=len(col))
-        out.add_column(col, no_wrap=max(longest, len(col)) <= NO_WRAP_MAX, overflow="fold")
+        short = max(longest, len(col)) <= NO_WRAP_MAX
+        out.add_column(col, no_wrap=col in keep or (short and col not in fold), overflow="fold")
     for row in cells:
         out.add_row(*row)
     console.print(out)

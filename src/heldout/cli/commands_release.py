@@ -176,10 +176,13 @@ def list_cmd(registry: str | None) -> None:
     """Datasets x released versions, with aliases and retractions."""
     from heldout.pull import list_releases
 
+    rows = list_releases(registry)
     _render.table("released datasets (pull with `heldout pull NAME@VERSION`)",
-                  ["NAME@VERSION", "aliases", "cells", "donors", "census", "status"],
-                  ((f"{r.dataset}@{r.version}", r.aliases, r.n_cells, r.n_donors, r.census, r.status)
-                   for r in list_releases(registry)))
+                  ["NAME@VERSION", "alias", "cells", "donors", "census", "status"],
+                  ((f"{r.dataset}@{r.version}", r.aliases.replace(",", " "), r.n_cells, r.n_donors, r.census,
+                    r.status.split(":")[0]) for r in rows), keep=["NAME@VERSION"], fold=["alias"])
+    for version, status in sorted({(r.version, r.status) for r in rows if r.status != "ok"}):
+        console.print(f"{version} {status}", markup=False, soft_wrap=True)
 
 
 @click.command()
