@@ -47,7 +47,7 @@ def reg(base: Project, mirror_root: Path, monkeypatch: pytest.MonkeyPatch) -> It
     monkeypatch.chdir(base.root)
     yield base
     git(base, "checkout", "-q", "-f", "main")
-    git(base, "clean", "-qfdx", "-e", ".heldout")
+    git(base, "clean", "-qfdx")
     git(base, "branch", "-q", "-D", "attack")
 
 
@@ -386,3 +386,19 @@ def test_the_workflow_is_pinned_least_privileged_and_runs_the_base_checker() -> 
     assert all(s["with"]["persist-credentials"] is False for s in checkouts)
     run = next(s for s in job["steps"] if "run" in s)
     assert run["working-directory"] == "pr" and run["run"].startswith("../base/ci/check-dataset-pr ")
+
+
+def test_a_committed_staging_cache_or_pipeline_output_is_refused(reg: Project) -> None:
+    """A pre-staged SOMA under .heldout/ would be read instead of the verified h5ad: refused, as are outputs."""
+    staged = reg.root / ".heldout" / "staged" / "my-card" / "0123456789abcdef" / "soma"
+    staged.mkdir(parents=True)
+    (staged / "__tiledb_group.tdb").write_bytes(b"crafted")
+    (reg.root / "splits" / "pbmc-blood").mkdir(parents=True, exist_ok=True)
+    (reg.root / "splits" / "pbmc-blood" / "assignment.parquet").write_bytes(b"x")
+    git(reg, "add", "-f", ".heldout", "splits")
+    git(reg, "commit", "-qm", "attack")
+    code, text = check(reg)
+    assert code != 0
+    assert ".heldout/staged/my-card/0123456789abcdef/soma/__tiledb_group.tdb (problem): must not be committed: " \
+           "heldout's staging cache" in text
+    assert "splits/pbmc-blood/assignment.parquet (problem): must not be committed: split outputs" in text

@@ -7,6 +7,8 @@ at every path that differs from BASE, not only dataset cards:
 * model and task cards must load as typed records (paths in them stay inside the registry);
 * ``params.yaml`` must load as :class:`heldout.pipeline.PipelineParams`;
 * curation maps must be YAML a registry accepts (bounded, no duplicate keys);
+* files heldout writes locally (``.heldout/`` staging, ``data/``, ``mirror/``, split outputs) are refused:
+  a committed staging folder would be read instead of the verified source;
 * a change to a **protected** path (``ci/``, ``.github/``, ``dvc.yaml``, ``.dvc/``, ``schemas/``, release
   records, recorded corpora) or to a protected parameter (the mirror version, the ortholog policy,
   the allowed hosts) fails the check unless a maintainer approved it (``--approved``: the workflow passes
@@ -48,6 +50,13 @@ PROTECTED = {  # path or folder prefix -> why a maintainer must approve a change
     "corpora/": "recorded corpora (written by `heldout corpus record` only)",
 }
 PROTECTED_PARAMS = ("mirror", "orthologs.policy", "sources")
+NEVER_COMMITTED = {  # what heldout writes or caches locally: a pull request that commits one is refused
+    ".heldout/": "heldout's staging cache (a committed copy would be read instead of the verified source)",
+    "data/": "pipeline outputs (DVC tracks them; `heldout release` ships them)",
+    "mirror/": "the mini-Census that the pipeline builds",
+    "orthologs/": "ortholog maps that the pipeline builds",
+    "results/": "evaluation results",
+}
 RANK = {Tier.RED: 0, Tier.GRAY: 1, Tier.YELLOW: 2, Tier.GREEN: 3}  # better for a model = higher
 
 
@@ -103,7 +112,12 @@ def check_pull_request(base: str, *, project: Project | None = None, dry_run: bo
     for path in paths:
         exists = (project.root / path).exists() or (project.root / path).is_symlink()
         protected = next((p for p in PROTECTED if path == p or path.startswith(p)), None)
-        if protected:
+        local = next((p for p in NEVER_COMMITTED if path.startswith(p)), None)
+        split_output = path.startswith("splits/") and path.count("/") >= 2
+        if local or split_output:
+            why = NEVER_COMMITTED[local] if local else "split outputs (DVC tracks them)"
+            result.findings.append(Finding(path, "problem", f"must not be committed: {why}"))
+        elif protected:
             result.findings.append(Finding(path, "approval", f"changes {PROTECTED[protected]}"))
         elif path.startswith("registry/datasets/"):
             name = card_name_of(path)
