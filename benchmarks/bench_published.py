@@ -5,9 +5,9 @@
 Every step runs in a fresh process (``_measure.run_step``). A project in ``benchmarks/work/published`` holds
 the registry's cards and corpus lists, with every bundled dataset curated once from the default mini-Census.
 
-1. Audit: ``audit_project`` over every registry model (9) x every curated dataset (5): organism, filter,
+1. Audit: ``audit_project`` over every registry model (12) x every curated dataset (7): organism, filter,
    release-table and accession-list evidence, the lists loaded and verified by sha256. Anchor, in the same
-   process: loading the five datasets' eval data alone (the fixed cost any audit pays).
+   process: loading the seven datasets' eval data alone (the fixed cost any audit pays).
 2. Lookup: ``heldout lookup GSE133344`` as a user runs it (a fresh CLI process, wall time from outside),
    beside the anchor of ``heldout --version`` (the CLI's start-up floor) in the same minutes; and the
    library in a warm process: the first call (cards and lists loaded and verified), then the median of 20
@@ -29,7 +29,8 @@ from bench_curation import WORK
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-DATASETS = ("glioma-tirosh2016", "pbmc-blood", "mouse-brain-10k", "baron-pancreas-human", "baron-pancreas-mouse")
+DATASETS = ("glioma-tirosh2016", "pbmc-blood", "mouse-brain-10k", "baron-pancreas-human", "baron-pancreas-mouse",
+            "norman-2019", "mcfaline-figueroa-2023")
 
 SETUP = """
 from pathlib import Path
@@ -78,7 +79,7 @@ def project_dir(mirror: Path) -> Path:
     root = WORK / "published"
     if not (root / "data" / "curated" / f"{DATASETS[-1]}.fingerprints.parquet").exists():
         shutil.rmtree(root, ignore_errors=True)
-        for folder in ("registry", "schemas", "curation", "corpora/lists", "corpora/provenance"):
+        for folder in ("registry", "schemas", "curation", "corpora/lists", "corpora/provenance", "sources/perturbench"):
             shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("releases"))
         shutil.copy(REPO / "params.yaml", root / "params.yaml")
         run_step(SETUP.format(root=str(root), datasets=DATASETS, mirror=str(mirror)))
@@ -101,7 +102,7 @@ def main() -> None:
                        capture_output=True)
     root = project_dir(mirror)
     audits = [run_step(AUDIT.format(root=str(root), datasets=DATASETS)) for _ in range(args.repeats)]
-    print("audit, 9 models x 5 datasets (fresh process each):")
+    print(f"audit, every model card x {len(DATASETS)} datasets (fresh process each):")
     for a in audits:
         print(f"  audit {a['audit_s']:.2f} s, anchor (load eval data) {a['anchor_load_eval_s']:.2f} s, "
               f"peak {a['peak_rss_mib']:.0f} MiB, {a['pairings']} pairings {a['tiers']}")
