@@ -248,12 +248,15 @@ class AccessionIndex:
                 "projects with references": sum(1 for r in self.projects if r["references"].strip()),
                 "cells": sum(c for c in cells if c is not None), **dict(sorted(kinds.items()))}
 
+    def keys(self) -> set[Identifier]:
+        """Every identifier the list holds: projects, samples and the projects' references."""
+        return set(self._by_project) | set(self._by_sample) | set(self._project_rows) | set(self._by_reference)
+
     @cached_property
     def kinds(self) -> dict[IdKind, int]:
         """How many keys of each kind the list holds (projects, samples and references)."""
-        keys = set(self._by_project) | set(self._by_sample) | set(self._project_rows) | set(self._by_reference)
         out: dict[IdKind, int] = defaultdict(int)
-        for key in keys:
+        for key in self.keys():
             out[key.kind] += 1
         return dict(out)
 
@@ -305,6 +308,10 @@ class ReleaseTable:
             self._index[Identifier(IdKind.cellxgene_id, row["collection_id"].lower())].append(i)
             if row["collection_doi"]:
                 self._index[parse_identifier(row["collection_doi"])].append(i)
+
+    def keys(self) -> set[Identifier]:
+        """Every identifier the table holds: dataset and collection ids, collection DOIs."""
+        return set(self._index)
 
     def lookup(self, key: Identifier) -> list[tuple[int, dict[str, str]]]:
         """(row number from 0, row) of every dataset the key names (its id, its collection's id or DOI)."""

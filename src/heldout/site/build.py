@@ -188,11 +188,9 @@ def lookup_index(cards: list, root: Path, *, dataset_cards: dict | None = None) 
                     continue
                 loaded = lookup.lists.get(path, sha)
                 if loaded.accessions is not None:
-                    idx = loaded.accessions
-                    keys |= set(idx._by_project) | set(idx._by_sample) | set(idx._project_rows)  # noqa: SLF001
-                    keys |= set(idx._by_reference)  # noqa: SLF001
+                    keys |= loaded.accessions.keys()
                 if loaded.release is not None:
-                    keys |= set(loaded.release._index)  # noqa: SLF001
+                    keys |= loaded.release.keys()
     keys = {k for k in keys if k.kind is not IdKind.other}
 
     def rows(key: Identifier) -> dict[str, list]:
