@@ -79,7 +79,7 @@ def accession_evidence(corpus: Corpus, data: EvalData, loaded: object) -> Corpus
             lines.append(f"'{title}': none of {', '.join(str(k) for k in checked)} is in the complete list"
                          f"{not_here}")
     reason = f"accession list {record.name}{by_reference}: " + "; ".join(lines)
-    fields = {**common_fields(corpus), "sources": (*common_fields(corpus)["sources"], f"{files}")}
+    fields = common_fields(corpus, files)
     if seen.any():
         return CorpusEvidence(status="overlap", reason=reason, seen=seen, dataset_ids=tuple(matched),
                               examples=tuple(examples[:6]), levels={"accessions": "series and publication matched"},

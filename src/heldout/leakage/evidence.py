@@ -150,9 +150,11 @@ def normalise_reference(text: str) -> set[str]:
     return found
 
 
-def common_fields(corpus: Corpus) -> dict:
+def common_fields(corpus: Corpus, *files: str) -> dict:
+    """The fields every evidence of ``corpus`` carries; ``files``: the list files that decided it, named
+    after the card's own sources."""
     return {"corpus": corpus.name, "role": corpus.role.value, "documented_as": corpus.documented_as.value,
-            "sources": tuple(s.ref for s in corpus.sources)}
+            "sources": (*(s.ref for s in corpus.sources), *files)}
 
 
 def unresolved(corpus: Corpus, reason: str) -> CorpusEvidence:

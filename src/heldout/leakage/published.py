@@ -87,9 +87,8 @@ def census_evidence(corpus: Corpus, data: EvalData, lists: ListCache, base: Corp
     verdict = release_table_verdict(corpus, data, loaded, at_risk)
     reason = f"{int(at_risk.sum())} of {data.n} eval cells pass (or may pass) the corpus {filter_text}; " + \
         "; ".join(verdict.lines)
-    fields = {**common_fields(corpus), "sources": (*common_fields(corpus)["sources"],
-                                                   f"{loaded.record.files[0].path} (sha256 "  # type: ignore[attr-defined]
-                                                   f"{loaded.record.files[0].sha256[:12]}...)")}  # type: ignore[attr-defined]
+    table_file = loaded.record.files[0]  # type: ignore[attr-defined]
+    fields = common_fields(corpus, f"{table_file.path} (sha256 {table_file.sha256[:12]}...)")
     levels["release table"] = "checked"
     if verdict.seen.any():
         return CorpusEvidence(status="overlap", reason=reason, seen=verdict.seen, levels=levels,
