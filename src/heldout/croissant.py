@@ -64,8 +64,10 @@ def build(*, root: Path, json_path: Path, name: str, version: str, card: object,
         msg = f"Dataset {name!r} has no per-cell table (splits/{name}/cells.parquet) to describe."
         raise ReleaseError(msg, hint=f"Re-run the split stage (`dvc repro split@{name}`); splits written since "
                                      "heldout's Croissant support include it.")
+    from mlcroissant._src.core.context import CroissantVersion
+
     ctx = mlc.Context()
-    ctx.conforms_to = _version(mlc)
+    ctx.conforms_to = CroissantVersion.V_1_1
     distribution = []
     for key, fmt in DISTRIBUTED.items():
         if key not in artifacts:
@@ -116,12 +118,6 @@ def build(*, root: Path, json_path: Path, name: str, version: str, card: object,
         "sources": [s.to_dict() for s in release.sources]}  # type: ignore[attr-defined]
     data["@context"]["heldout"] = "https://github.com/heldout/heldout#"
     return data
-
-
-def _version(mlc: object) -> object:
-    from mlcroissant._src.core.context import CroissantVersion
-
-    return CroissantVersion.V_1_1
 
 
 def _describe(column: str, card: object) -> str:

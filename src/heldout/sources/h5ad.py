@@ -25,11 +25,6 @@ CHECK_ROWS = 20_000  # rows per block when every row of a matrix is checked for 
 ID_COLUMNS = ("feature_id", "gene_ids", "gene_id", "ensembl_id", "ensembl_ids")
 
 
-def holds_counts(block: sp.spmatrix | np.ndarray) -> bool:
-    """Non-negative, finite, whole numbers: what raw counts look like."""
-    return not counts_problem(block)
-
-
 def counts_problem(block: sp.spmatrix | np.ndarray) -> str:
     """What keeps ``block`` from being raw counts ("" if nothing)."""
     data = block.data if sp.issparse(block) else np.asarray(block).ravel()
