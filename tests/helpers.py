@@ -41,3 +41,17 @@ def readme_block(marker: str) -> str:
 def run_script(cwd: Path, script: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run a bash script (errexit, pipefail) with this environment's tools first on PATH."""
     return run_cmd(cwd, "bash", "-euo", "pipefail", "-c", script, env=env)
+
+
+CHR21 = "tests/_data/10x_data/1.2.0/filtered_gene_bc_matrices/hg19_chr21/"
+
+
+def chr21_pbmc():  # noqa: ANN201 - AnnData
+    """Real cells nobody here wrote: scanpy's 10x v1.2.0 hg19 chr21 PBMC matrix (12 cells x 343 gene
+    symbols) from the pinned scanpy sdist, as scanpy reads it."""
+    import scanpy as sc
+
+    from heldout.mirror import pypi
+
+    files = [pypi.extract(pypi.SCANPY_SDIST, CHR21 + f) for f in ("barcodes.tsv", "genes.tsv", "matrix.mtx")]
+    return sc.read_10x_mtx(files[0].parent)

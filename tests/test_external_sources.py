@@ -19,13 +19,12 @@ from heldout.cli import cli
 from heldout.curation import curate
 from heldout.errors import ChecksumMismatch, SourceError
 from heldout.lint import lint_cards
-from heldout.mirror import pypi
 from heldout.project import Project
 from heldout.sources.stage import unmapped_genes
 from heldout.splits import split_dataset
 from heldout.validation import validate_h5ad
+from tests.helpers import chr21_pbmc
 
-CHR21 = "tests/_data/10x_data/1.2.0/filtered_gene_bc_matrices/hg19_chr21/"
 TERMS = {"donor_id": "unknown", "assay_ontology_term_id": "EFO:0009899", "cell_type_ontology_term_id": "unknown",
          "development_stage_ontology_term_id": "unknown", "disease_ontology_term_id": "PATO:0000461",
          "self_reported_ethnicity_ontology_term_id": "unknown", "sex_ontology_term_id": "unknown",
@@ -43,10 +42,7 @@ def _card(project: Project, name: str, source: dict, **extra: object) -> Path:
 
 @pytest.fixture
 def chr21(project: Project) -> Path:
-    import scanpy as sc
-
-    files = [pypi.extract(pypi.SCANPY_SDIST, CHR21 + f) for f in ("barcodes.tsv", "genes.tsv", "matrix.mtx")]
-    adata = sc.read_10x_mtx(files[0].parent)
+    adata = chr21_pbmc()
     (project.root / "external").mkdir()
     path = project.root / "external" / "pbmc-chr21.h5ad"
     adata.write_h5ad(path)

@@ -26,7 +26,7 @@ from heldout._files import sha256_file
 from heldout.cli import cli
 from heldout.project import Project
 from heldout.scaffold import init_registry
-from tests.helpers import run_cmd
+from tests.helpers import chr21_pbmc, run_cmd
 from tests.test_external_sources import TERMS
 from tests.test_untrusted import BILLION_LAUGHS, SECRET
 
@@ -63,13 +63,7 @@ def outside(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def pbmc(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.test_untrusted import CHR21
-    import scanpy as sc
-
-    from heldout.mirror import pypi
-
-    files = [pypi.extract(pypi.SCANPY_SDIST, CHR21 + f) for f in ("barcodes.tsv", "genes.tsv", "matrix.mtx")]
-    adata = sc.read_10x_mtx(files[0].parent)
+    adata = chr21_pbmc()
     adata.obs["tissue_ontology_term_id"] = "UBERON:0000178"
     path = tmp_path_factory.mktemp("src") / "pbmc.h5ad"
     adata.write_h5ad(path)

@@ -21,24 +21,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from heldout.errors import CardError, ChecksumMismatch
-from heldout.mirror import pypi
 from heldout.untrusted.hdf5 import check_h5ad
 from heldout.untrusted.limits import Limits, UntrustedInputError
 from heldout.untrusted.paths import check_relative, confined_file, resolve_inside
 from heldout.untrusted.remote import RemoteURI, check_allowed, check_uri, fetch_verified
 from heldout.untrusted.yaml_input import load_yaml
+from tests.helpers import chr21_pbmc
 
-CHR21 = "tests/_data/10x_data/1.2.0/filtered_gene_bc_matrices/hg19_chr21/"
 SECRET = "AWS_ACCESS_KEY_ID=AKIA-SECRET-TOKEN-abc123"
 
 
 @pytest.fixture(scope="module")
 def pbmc(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real, self-contained h5ad: 12 PBMCs x 343 chr21 genes, with a Census-style obs term column."""
-    import scanpy as sc
-
-    files = [pypi.extract(pypi.SCANPY_SDIST, CHR21 + f) for f in ("barcodes.tsv", "genes.tsv", "matrix.mtx")]
-    adata = sc.read_10x_mtx(files[0].parent)
+    adata = chr21_pbmc()
     adata.obs["tissue_ontology_term_id"] = "UBERON:0000178"
     path = tmp_path_factory.mktemp("pbmc") / "pbmc.h5ad"
     adata.write_h5ad(path)
