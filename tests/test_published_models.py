@@ -126,6 +126,10 @@ def test_record_list_cli_records_once_and_refuses_to_overwrite(project: Project,
     bad = CliRunner().invoke(cli, [*args[:-12], "--description", "d", "--citation", "c", "--license", "l",
                                    "--replace"])
     assert bad.exit_code != 0 and "needs columns" in bad.output and "project_ID" in bad.output
+    assert load_list(project.root, "corpora/lists/scf-copy/list.yaml").record.counts["samples"] == 10_747  # intact
+    fresh = CliRunner().invoke(cli, [*args[:2], "half-done", *args[3:-12], "--description", "d", "--citation", "c",
+                                     "--license", "l"])
+    assert fresh.exit_code != 0 and not (project.root / "corpora/lists/half-done").exists()  # nothing written
 
 
 # ------------------------------------------------------------------ evidence rules

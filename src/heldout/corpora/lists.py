@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import enum
+import shutil
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -30,7 +31,7 @@ from typing import Annotated, Literal
 import pydantic
 
 import heldout
-from heldout._files import sha256_file, write_text_atomic
+from heldout._files import atomic_path, sha256_file, write_text_atomic
 from heldout.cards._base import FrozenRecord, parse_card
 from heldout.cards.dataset import DATE_PATTERN, NAME_PATTERN
 from heldout.errors import ChecksumMismatch, HeldoutError, UsageError
@@ -108,8 +109,7 @@ def record_list(root: Path, name: str, files: list[tuple[Path, ListFileKind, str
     if (folder / RECORD).exists() and not replace:
         msg = f"Corpus list {name!r} is already recorded at {folder / RECORD}; recorded lists are immutable."
         raise UsageError(msg, hint="Pass --replace to record it anew (model cards pinning it must be updated).")
-    folder.mkdir(parents=True, exist_ok=True)
-    records = []
+    checked = []  # every file is read and checked before anything is written
     for path, kind, source, columns in files:
         table = _table(path)
         mapping = {k: columns.get(k, k) for k in COLUMNS[kind]}
@@ -118,9 +118,13 @@ def record_list(root: Path, name: str, files: list[tuple[Path, ListFileKind, str
             msg = f"{path}: a {kind.value} file needs columns {list(mapping.values())}; {missing} are missing " \
                   f"(it has {list(table.columns)})."
             raise UsageError(msg, hint="Map the file's columns with --column NAME=FILE_COLUMN.")
+        checked.append((path, kind, source, mapping, len(table)))
+    records = []
+    for path, kind, source, mapping, rows in checked:
         target = folder / path.name
-        target.write_bytes(path.read_bytes())
-        records.append(ListFile(path=path.name, kind=kind, sha256=sha256_file(target), rows=len(table),
+        with atomic_path(target) as tmp:
+            shutil.copyfile(path, tmp)
+        records.append(ListFile(path=path.name, kind=kind, sha256=sha256_file(target), rows=rows,
                                 columns=mapping, source=source))
     record = CorpusList(name=name, description=description, complete=complete, census_version=census_version,
                         citation=citation, license=license, files=records, counts={},
