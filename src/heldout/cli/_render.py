@@ -78,7 +78,11 @@ def evaluation_result(result) -> None:  # noqa: ANN001 - heldout.evaluation.run.
     record = result.to_dict()
     metric = headline(record)
     rows = []
-    for entry, role in sorted(result.roles.items(), key=lambda kv: -headline_stats(record, kv[0])[0]):
+    def order(item: tuple[str, str]) -> float:
+        mean = headline_stats(record, item[0])[0]
+        return float("inf") if mean != mean else -mean  # undefined scores last
+
+    for entry, role in sorted(result.roles.items(), key=order):
         mean, std = headline_stats(record, entry)
         scaled = result.scaled[entry].get(metric) if metric in result.scaled[entry] else None
         rows.append((entry, role, f"{mean:.3f} ± {std:.3f}", "-" if scaled is None else f"{scaled:.2f}"))
@@ -90,4 +94,6 @@ def evaluation_result(result) -> None:  # noqa: ANN001 - heldout.evaluation.run.
         if d["retracted"]:
             console.print(f"[red]{d['name']}@{d['version']} is a retracted release[/]: {d['retraction']}")
     for flag in result.flags[:5]:
-        console.print(f"[yellow]below a negative control[/]: {flag}")
+        console.print(f"[yellow]flag[/]: {flag}")
+    for note in getattr(result, "notes", [])[:5]:
+        console.print(f"note: {note}")

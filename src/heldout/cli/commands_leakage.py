@@ -77,7 +77,13 @@ COMMANDS = [audit]
 @click.option("--embeddings", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Per-cell embeddings: .npy (+ --ids), .parquet (observation_joinid column) or .h5ad (+ --obsm-key).")
 @click.option("--predictions", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Per-cell predicted labels (annotation tasks): .parquet/.csv with observation_joinid, prediction.")
+              help="Annotation tasks: per-cell predicted labels (.parquet/.csv with observation_joinid, prediction). "
+                   "Perturbation tasks: predicted cells (.h5ad in cell-eval's shape: obs 'perturbation', the "
+                   "dataset's genes in order; obs 'cell_line' when the task predicts several lines).")
+@click.option("--values", type=click.Choice(["counts", "log1p"]), default=None,
+              help="Perturbation tasks: what the predicted X holds, raw counts or log1p of counts per 10,000.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Perturbation tasks: parallel scoring jobs (default: one per CPU).")
 @click.option("--ids", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="For .npy: one cell id per line, in row order (default: FILE.ids.txt).")
 @click.option("--obsm-key", default=None, help="For .h5ad: the obsm key holding the embedding.")
@@ -89,28 +95,34 @@ COMMANDS = [audit]
 @click.option("--rescan", is_flag=True, help="Scan Census corpora that are not recorded (see `heldout audit`).")
 @MIRROR_OPTION
 def evaluate(task: str, release: str | None, datasets: tuple[str, ...], model: str, embeddings: Path | None,
-             predictions: Path | None, ids: Path | None, obsm_key: str | None, model_card: Path | None,
-             registry: str | None, results_dir: Path | None, rescan: bool, mirror_root: Path | None) -> None:
+             predictions: Path | None, values: str | None, workers: int | None, ids: Path | None,
+             obsm_key: str | None, model_card: Path | None, registry: str | None, results_dir: Path | None,
+             rescan: bool, mirror_root: Path | None) -> None:
     """Score a model on a task beside controls computed on the same cells, over every seed of the task.
 
     \b
     heldout evaluate --task baron-annotation --release v2 --registry REG \\
         --model my-model --embeddings emb.parquet
+    heldout evaluate --task norman-perturbation --release v2 --registry REG \\
+        --model my-model --predictions pred.h5ad --values log1p
+    Perturbation tasks score predicted cells with cell-eval2 beside the control,
+    mean, additive and linear baselines and the technical-replicate ceiling.
     RED pairings (the model was task-trained on the cells the task scores) are
     refused; GRAY results are flagged. The result records dataset versions,
     split and task-card sha256s, the tier with evidence, raw and scaled scores.
     """
-    from heldout.evaluation.run import evaluate as run
-    from heldout.evaluation.tasks import load_task_card
     from heldout.errors import UsageError
+    from heldout.evaluation.kinds import dataset_refs, evaluate as run
     from heldout.project import find_project
 
     if bool(release) == bool(datasets):
         raise UsageError("Give --release VERSION, or --dataset NAME@VERSION for each dataset of the task.")
-    refs = list(datasets) or [f"{name}@{release}" for name in load_task_card(task, find_project(fallback=True).registry).dataset_names]
-    result = run(task=task, datasets=refs, model=model, embeddings=embeddings, predictions=predictions, ids=ids,
-                 obsm_key=obsm_key, model_card=model_card, registry=registry, mirror_root=mirror_root,
-                 results_dir=results_dir, rescan=rescan)
+    project = find_project(fallback=True)
+    refs = list(datasets) or dataset_refs(task, release, project.registry)  # type: ignore[arg-type]
+    result = run(task=task, project=project, datasets=refs, model=model, embeddings=embeddings,
+                 predictions=predictions, values=values, workers=workers, ids=ids, obsm_key=obsm_key,
+                 model_card=model_card, registry=registry, mirror_root=mirror_root, results_dir=results_dir,
+                 rescan=rescan, progress=True)
     _render.evaluation_result(result)
 
 

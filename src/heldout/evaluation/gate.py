@@ -136,3 +136,37 @@ def task_tier(identity: ModelIdentity, data: EvalData, test_splits: list[str], *
     whole = audit([identity.card], [data], mirror_root=mirror_root, project_root=root, rescan=rescan,
                   user_supplied=identity.user_supplied)[0]
     return whole, tier_of_cells(whole, scored_cells(test_splits, data.split, data.n), "cells the task scores")
+
+
+TIER_ORDER = (Tier.RED, Tier.GRAY, Tier.YELLOW, Tier.GREEN)  # the worst dataset decides a multi-dataset task
+
+
+def combine(tiers: list[TierResult]) -> TierResult:
+    return min(tiers, key=lambda t: TIER_ORDER.index(t.tier))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Gate:
+    """The tier of one evaluation: the card that decided it, and each dataset's (whole, scored cells) tiers."""
+
+    identity: ModelIdentity
+    tier: TierResult
+    pairs: list[tuple[TierResult, TierResult]]
+
+
+def gate_task(task: str, test_splits: list[str], datasets: list, *, model: str, model_card: Path | None,  # noqa: ANN001
+              registry: str | Path | None, project_root: Path, project_registry: Path,
+              mirror_root: str | Path | None, rescan: bool) -> Gate:
+    """Compute the tier of ``model`` on the cells ``task`` scores in ``datasets`` (EvalDatasets); refuse RED.
+
+    Runs before any model output is read, so a RED pairing costs nothing and writes nothing.
+    """
+    versions = sorted({d.version for d in datasets})
+    scope = card_scope(datasets[0].version, registry=registry, project_root=project_root,
+                       project_registry=project_registry)
+    identity = resolve_model(model, model_card=model_card, known=scope.cards, where=scope.where)
+    pairs = [task_tier(identity, d.audit_data, test_splits, scope=scope, project_root=project_root,
+                       mirror_root=mirror_root, rescan=rescan) for d in datasets]
+    tier = combine([scored for _, scored in pairs])
+    refuse_red(identity, tier, f"the cells {task} scores in {', '.join(versions)}")
+    return Gate(identity=identity, tier=tier, pairs=pairs)

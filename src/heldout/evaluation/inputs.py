@@ -38,6 +38,7 @@ class EvalDataset:
     retracted: bool = False
     retraction: str | None = None
     orthologs: dict[str, Path] = field(default_factory=dict)  # target organism -> h5ad in that gene space
+    subgroup: np.ndarray | None = None  # per cell, for perturbation splits (unseen_single, combo_seen1, ...)
 
     @property
     def organism(self) -> str:
@@ -71,13 +72,27 @@ def load_eval_dataset(ref: str, *, registry: str | Path | None = None, project: 
         orthologs = {key.removeprefix("orthologs_"): pull(ref, registry=registry, artifact=key).path
                      for key in pulled.manifest.datasets[name].artifacts if key.startswith("orthologs_")}
     assignment = pd.read_parquet(split_path)
-    split = assignment.set_index(ID_COLUMN)["split"].reindex(adata.obs_names)
+    by_cell = assignment.set_index(ID_COLUMN)
+    split = by_cell["split"].reindex(adata.obs_names)
     if split.isna().any():
         msg = f"{name}@{version}: {int(split.isna().sum())} cells have no split assignment."
         raise EvaluationError(msg, hint=f"Re-run `heldout split {name}`.")
     return EvalDataset(name=name, version=version, adata=adata, split=split.to_numpy(), audit_data=audit_data,
                        split_sha256=sha256_file(split_path), retracted=retracted, retraction=retraction,
-                       orthologs=orthologs)
+                       orthologs=orthologs,
+                       subgroup=by_cell["subgroup"].reindex(adata.obs_names).to_numpy(dtype=str)
+                       if "subgroup" in by_cell.columns else None)
+
+
+def load_task_datasets(task_card, refs: list[str], *, registry: str | Path | None,  # noqa: ANN001 - TaskCard
+                       project: Project) -> list[EvalDataset]:
+    """Every dataset a task names (NAME@VERSION each), in the task card's order; refuse any other set."""
+    loaded = [load_eval_dataset(ref, registry=registry, project=project) for ref in refs]
+    if sorted(d.name for d in loaded) != sorted(task_card.dataset_names):
+        msg = (f"Task {task_card.name!r} is defined on {', '.join(task_card.dataset_names)}, "
+               f"not {', '.join(d.name for d in loaded)}.")
+        raise EvaluationError(msg, hint="Use --release VERSION, or --dataset NAME@VERSION for each of them.")
+    return sorted(loaded, key=lambda d: task_card.dataset_names.index(d.name))
 
 
 def _ids_for_npy(path: Path, ids_path: Path | None) -> np.ndarray:

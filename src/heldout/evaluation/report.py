@@ -29,9 +29,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 TIER_COLOURS = {"GREEN": "#2e9d48", "YELLOW": "#d9a800", "RED": "#c8352b", "GRAY": "#8a8a8a", "unverified": "#555"}
-HEADLINE = {"annotation": "logreg_macro_f1", "clustering": "ari_kmeans", "integration": "total"}
+HEADLINE = {"annotation": "logreg_macro_f1", "clustering": "ari_kmeans", "integration": "total",
+            "perturbation": "vcc2026_score"}
 SHORT = {"logreg_macro_f1": "logreg F1", "predicted_macro_f1": "pred. F1", "ari_kmeans": "ARI",
-         "total": "scIB total", "cross_species_logreg_macro_f1": "x-sp. F1"}  # terminal column labels
+         "total": "scIB total", "cross_species_logreg_macro_f1": "x-sp. F1", "vcc2026_score": "vcc2026"}
 
 
 def read_records(table: Path) -> list[dict]:
@@ -60,7 +61,7 @@ def read_records(table: Path) -> list[dict]:
 def headline(record: dict) -> str:
     if record["kind"] == "label_transfer":
         return "cross_species_logreg_macro_f1"
-    if record["output"] == "predictions":
+    if record["kind"] == "annotation" and record["output"] == "predictions":
         return "predicted_macro_f1"
     return HEADLINE[record["kind"]]
 
@@ -74,7 +75,9 @@ def headline_stats(record: dict, entry: str) -> tuple[float, float]:
                  and m.split("_to_")[0] != m.split("_to_")[1].split("/")[0]]
         values = np.mean([scores[m]["values"] for m in cross], axis=0)
         return float(values.mean()), float(values.std())
-    return scores[metric]["mean"], scores[metric]["std"]
+    stat = scores.get(metric, {})
+    undefined = float("nan")  # a perturbation score none of whose members has a scale on these cells
+    return (undefined if stat.get("mean") is None else stat["mean"]), (stat.get("std") or 0.0)
 
 
 @dataclass
@@ -123,7 +126,7 @@ def _rows(board: Board, tiers: dict) -> list[dict]:
         mean, std = headline_stats(c, entry)
         rows.append({"name": entry, "role": role, "mean": mean, "std": std, "scaled": _scaled_headline(c, entry),
                      "tier": None, "claimed": None, "user": False, "retracted": [], "flags": []})
-    return sorted(rows, key=lambda row: -row["mean"])
+    return sorted(rows, key=lambda row: (row["mean"] != row["mean"], -row["mean"] if row["mean"] == row["mean"] else 0))
 
 
 def _scaled_headline(record: dict, entry: str) -> float | None:
@@ -188,6 +191,27 @@ def _transfer_matrix(record: dict, entry: str) -> str:
     return f"<table class='matrix'><tr><th></th>{head}</tr>{body}</table>"
 
 
+def _transfer_details(record: dict) -> str:
+    return (f"<p>Transfer matrix of {html.escape(record['model'])} (logistic regression, macro-F1):</p>"
+            + _transfer_matrix(record, record["model"]))
+
+
+def _perturbation_details(record: dict) -> str:
+    from heldout.evaluation.perturbation.report import subgroup_table
+
+    return subgroup_table(record)
+
+
+def _perturbation_markdown(record: dict) -> list[str]:
+    from heldout.evaluation.perturbation.report import subgroup_markdown
+
+    return subgroup_markdown(record)
+
+
+DETAILS = {"label_transfer": _transfer_details, "perturbation": _perturbation_details}  # per-kind detail under a board
+MARKDOWN_DETAILS = {"perturbation": _perturbation_markdown}
+
+
 def html_report(records: list[dict], tiers: dict, out: Path) -> Path:
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>heldout results</title><style>",
              "body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;"
@@ -220,10 +244,8 @@ def html_report(records: list[dict], tiers: dict, out: Path) -> Path:
                          f"<td>{row['mean']:.3f} &plusmn; {row['std']:.3f}</td><td>{scaled}</td><td>{tier}</td>"
                          f"<td>{'<br>'.join(notes)}</td></tr>")
         parts.append("</table>")
-        if board.kind == "label_transfer":
-            for r in board.models:
-                parts.append(f"<p>Transfer matrix of {html.escape(r['model'])} (logistic regression, macro-F1):</p>"
-                             + _transfer_matrix(r, r["model"]))
+        for r in board.models if board.kind in DETAILS else []:
+            parts.append(DETAILS[board.kind](r))
     parts.append("</body></html>")
     write_text_atomic(out, "".join(parts))
     return out
@@ -240,5 +262,7 @@ def markdown_report(records: list[dict], tiers: dict, out: Path) -> Path:
             lines.append(f"| {row['name']} | {row['role']} | {row['mean']:.3f} ± {row['std']:.3f} | {scaled} | "
                          f"{tier_label(row) if row['tier'] else ''} | {'; '.join(notes).replace('|', '/')} |")
         lines.append("")
+        for r in board.models if board.kind in MARKDOWN_DETAILS else []:
+            lines += MARKDOWN_DETAILS[board.kind](r)
     write_text_atomic(out, "\n".join(lines))
     return out

@@ -22,17 +22,16 @@ import heldout
 from heldout._files import sha256_file, write_json_atomic, write_text_atomic
 from heldout.errors import EvaluationError, UsageError
 from heldout.evaluation import controls
-from heldout.evaluation.gate import (ModelIdentity, card_digest, card_scope, no_card_tier, refuse_red, resolve_model,
-                                     task_tier)
-from heldout.evaluation.inputs import CURATED, EvalDataset, align, load_eval_dataset, read_embeddings, read_predictions
+from heldout.evaluation.gate import ModelIdentity, card_digest, card_scope, combine, gate_task, no_card_tier, task_tier
+from heldout.evaluation.inputs import (CURATED, EvalDataset, align, load_task_datasets, read_embeddings,
+                                       read_predictions)
 from heldout.evaluation.scoring import SPECIES, TaskData, score_task, summarise
 from heldout.evaluation.tasks import TaskCard, TaskKind, load_task_card
-from heldout.leakage.tiers import Tier, TierResult
+from heldout.leakage.tiers import Tier
 from heldout.project import Project, find_project
 
 RESULTS_TABLE = "results.jsonl"
 RESULT_SCHEMA_VERSION = 2
-TIER_ORDER = (Tier.RED, Tier.GRAY, Tier.YELLOW, Tier.GREEN)  # the worst dataset decides a multi-dataset task
 
 
 @dataclass(frozen=True)
@@ -61,6 +60,7 @@ class EvalResult:
     flags: list[str]  # where the model falls below a negative control
     heldout_version: str
     created: str
+    notes: list[str] = dataclasses.field(default_factory=list)  # what a reader should know (a baseline not applicable)
 
     @property
     def gray_flag(self) -> bool:
@@ -111,36 +111,32 @@ def _simple(task: TaskCard, data: list[EvalDataset]) -> np.ndarray:
     return controls.joint_simple_embedding(parts)
 
 
-def _combine(tiers: list[TierResult]) -> TierResult:
-    return min(tiers, key=lambda t: TIER_ORDER.index(t.tier))
-
-
 def evaluate(*, task: str, datasets: list[str], model: str, embeddings: str | Path | None = None,
              predictions: str | Path | None = None, ids: Path | None = None, obsm_key: str | None = None,
              model_card: Path | None = None, registry: str | Path | None = None,
              mirror_root: str | Path | None = None, results_dir: Path | None = None,
-             project: Project | None = None, rescan: bool = False) -> EvalResult:
-    """Evaluate ``model`` on ``task`` over ``datasets`` (NAME@VERSION each); write and return the result."""
+             project: Project | None = None, rescan: bool = False, values: str | None = None,
+             workers: int | None = None, progress: bool = False) -> EvalResult:
+    """Evaluate ``model`` on ``task`` over ``datasets`` (NAME@VERSION each); write and return the result.
+
+    ``workers`` and ``progress`` are accepted for a uniform call (see :mod:`heldout.evaluation.kinds`);
+    these tasks run in-process.
+    """
     project = project or find_project(fallback=True)
     task_card = load_task_card(task, project.registry)
+    if values is not None:
+        raise UsageError(f"--values declares the scale of predicted expression; task {task!r} is a "
+                         f"{task_card.kind.value} task and takes embeddings or labels.", hint="Drop --values.")
     if (embeddings is None) == (predictions is None):
         raise UsageError("Give exactly one of --embeddings or --predictions.")
     if predictions is not None and task_card.kind is not TaskKind.annotation:
         raise UsageError(f"Predicted labels can only be scored by annotation tasks; {task!r} is {task_card.kind.value}.",
                          hint="Pass --embeddings for this task.")
-    loaded = [load_eval_dataset(ref, registry=registry, project=project) for ref in datasets]
-    if sorted(d.name for d in loaded) != sorted(task_card.dataset_names):
-        msg = f"Task {task!r} is defined on {', '.join(task_card.dataset_names)}, not {', '.join(d.name for d in loaded)}."
-        raise EvaluationError(msg, hint=f"Use --release VERSION, or --dataset NAME@VERSION for each of them.")
-    loaded = sorted(loaded, key=lambda d: task_card.dataset_names.index(d.name))
-    versions = {d.version for d in loaded}
-    scope = card_scope(loaded[0].version, registry=registry, project_root=project.root,
-                       project_registry=project.registry)
-    identity = resolve_model(model, model_card=model_card, known=scope.cards, where=scope.where)
-    pairs = [task_tier(identity, d.audit_data, task_card.test_splits, scope=scope, project_root=project.root,
-                       mirror_root=mirror_root, rescan=rescan) for d in loaded]
-    tier = _combine([scored for _, scored in pairs])
-    refuse_red(identity, tier, f"the cells {task_card.name} scores in {', '.join(sorted(versions))}")
+    loaded = load_task_datasets(task_card, datasets, registry=registry, project=project)
+    gate = gate_task(task_card.name, task_card.test_splits, loaded, model=model, model_card=model_card,
+                     registry=registry, project_root=project.root, project_registry=project.registry,
+                     mirror_root=mirror_root, rescan=rescan)
+    identity, tier, pairs = gate.identity, gate.tier, gate.pairs
 
     cell_ids = np.concatenate([d.adata.obs_names.to_numpy(dtype=str) for d in loaded])
     data = _task_data(task_card, loaded)
@@ -253,5 +249,5 @@ def recheck_tiers(records: list[dict], *, project: Project | None = None, regist
                 continue
             scored.append(task_tier(identity, data, task_card.test_splits, scope=scope, project_root=project.root,
                                     mirror_root=mirror_root, rescan=rescan)[1])
-        tiers[key] = Recheck(_combine(scored).tier.value, identity.source)
+        tiers[key] = Recheck(combine(scored).tier.value, identity.source)
     return tiers

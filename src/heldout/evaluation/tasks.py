@@ -28,6 +28,7 @@ class TaskKind(enum.StrEnum):
     label_transfer = "label_transfer"  # train on one species, test on another (shared labels)
     clustering = "clustering"  # k-means and Leiden clusters of the embeddings vs labels
     integration = "integration"  # the scIB metric set: bio conservation and batch correction
+    perturbation = "perturbation"  # predicted expression of held-out perturbations, scored by cell-eval2
 
 
 Classifier = Literal["logreg", "knn", "random_forest"]
@@ -39,7 +40,11 @@ METRICS: dict[TaskKind, tuple[str, ...]] = {
     TaskKind.label_transfer: ("macro_f1", "accuracy"),
     TaskKind.clustering: ("ari_kmeans", "nmi_kmeans", "ari_leiden", "nmi_leiden"),
     TaskKind.integration: (*BIO, *BATCH, "bio_conservation", "batch_correction", "total"),
+    # The headline columns of a perturbation leaderboard; every metric of the engine is recorded.
+    TaskKind.perturbation: ("vcc2026_score", "discrimination_score_l1", "pearson_delta", "mse", "mae",
+                            "de_direction_match", "de_spearman_lfc_sig", "overlap_at_N", "de_sig_genes_recall"),
 }
+EMBEDDING_KINDS = (TaskKind.annotation, TaskKind.label_transfer, TaskKind.clustering, TaskKind.integration)
 
 
 class TaskCard(FrozenRecord):
@@ -49,7 +54,7 @@ class TaskCard(FrozenRecord):
     kind: TaskKind
     dataset: str | None = None  # one dataset ...
     datasets: list[str] = pydantic.Field(default_factory=list)  # ... or several (label transfer: [human, mouse])
-    label: str
+    label: str | None = None  # every kind but perturbation (whose conditions come from the dataset's design)
     batch: str | None = None
     train_splits: list[SplitName] = pydantic.Field(default_factory=lambda: ["train", "validation"])
     test_splits: list[SplitName | Literal["all"]] = pydantic.Field(default_factory=lambda: ["test"])
@@ -64,6 +69,9 @@ class TaskCard(FrozenRecord):
         bad = [m for m in self.metrics if m not in allowed]
         if bad:
             msg = f"metrics {bad} are not defined for kind {self.kind.value!r}; allowed: {list(allowed)}"
+            raise ValueError(msg)
+        if self.kind is not TaskKind.perturbation and not self.label:
+            msg = f"{self.kind.value} tasks need `label:` (the obs column they score, e.g. cell_type)"
             raise ValueError(msg)
         if self.kind is TaskKind.integration and not self.batch:
             msg = "integration tasks need `batch:` (e.g. donor_id)"
