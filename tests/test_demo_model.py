@@ -31,8 +31,12 @@ def released(registry: Project, tmp_path_factory: pytest.TempPathFactory) -> Pat
                                ("labelled-cells", "task_training", "task_training.h5ad")):
         run_ok(clone, "heldout", "corpus", "record", "--model", "pancreas-typist", "--corpus", corpus, "--role", role,
                str(base / "model" / file))
+    run_ok(clone, "python", "-m", "heldout.demo.perturbation_ridge", "train", "--registry", ".", "--release", "v1",
+           "--dataset", "norman-2019", "--out", str(base / "perturbation-model"))
+    run_ok(clone, "heldout", "corpus", "record", "--model", "perturbation-ridge", "--corpus", "norman-training",
+           "--role", "task_training", str(base / "perturbation-model" / "task_training.h5ad"))
     run_ok(clone, "git", "add", "-A")
-    run_ok(clone, "git", "commit", "-qm", "pancreas-typist")
+    run_ok(clone, "git", "commit", "-qm", "pancreas-typist, perturbation-ridge")
     run_ok(clone, "heldout", "release", "v3")
     return clone
 
@@ -57,6 +61,36 @@ def test_demo_audit_shows_every_tier_from_evidence(released: Path, tmp_path: Pat
     assert red["corpus"] == "labelled-cells" and len(red["donors"]) == 3 and red["exact_cells"] > 1000
     assert "recorded manifest" in red["reason"]
     assert "### pancreas-typist x baron-pancreas-human: RED" in Path("audit.md").read_text()
+    assert rows[("gears-norman", "norman-2019")]["tier"] == "RED"  # task-trained on Norman's perturbations
+    ridge = rows[("perturbation-ridge", "norman-2019")]  # decided by perturbation condition: donors are all "na"
+    assert ridge["tier"] == "RED" and "18 of the shared datasets' 34 perturbation conditions" in ridge["evidence"][0]["reason"]
+    assert ridge["splits"]["validation"] == "RED" and ridge["splits"]["test"] == "RED"  # test holds K562 controls
+    assert rows[("perturbation-ridge", "mcfaline-figueroa-2023")]["tier"] == "GREEN"
+
+
+def test_the_demo_perturbation_model_is_green_on_held_out_conditions(released: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trained on release v1's Norman training conditions: scored beside the baselines; GEARS is refused."""
+    monkeypatch.chdir(released)
+    monkeypatch.delenv("HELDOUT_PROJECT", raising=False)
+    model = released.parent / "perturbation-model"
+    pred = tmp_path / "norman.h5ad"
+    run_ok(released, "python", "-m", "heldout.demo.perturbation_ridge", "predict", "--model", str(model),
+           "--registry", ".", "--dataset", "norman-2019@v3", "--out", str(pred))
+    args = ["evaluate", "--task", "norman-perturbation", "--release", "v3", "--predictions", str(pred),
+            "--values", "log1p", "--results", str(tmp_path / "results"), "--workers", "1"]
+    result = CliRunner().invoke(cli, [*args, "--model", "perturbation-ridge"])
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "results" / "results.jsonl").read_text().splitlines()[-1])
+    assert record["tier"] == "GREEN" and record["dataset_tiers"] == {"norman-2019": "RED"}
+    assert {"control", "mean", "additive", "technical_replicate"} <= set(record["roles"])
+    refused = CliRunner().invoke(cli, [*args, "--model", "gears-norman"])
+    assert refused.exit_code == 9 and "RED" in refused.output
+    report = CliRunner().invoke(cli, ["report", "--results", str(tmp_path / "results"), "--out",
+                                      str(tmp_path / "report.html")])
+    assert report.exit_code == 0, report.output
+    page = (tmp_path / "report.html").read_text()
+    assert "norman-perturbation" in page and "technical_replicate" in page and "unseen_single" in page
 
 
 def test_released_corpora_are_verified_when_pulled(released: Path, tmp_path: Path,

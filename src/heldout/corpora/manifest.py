@@ -157,6 +157,15 @@ class CorpusReader:
         return pd.read_parquet(self._file("donors.parquet"))
 
     @cached_property
+    def conditions(self) -> frozenset[str] | None:
+        """``dataset::LINE|perturbation`` of every perturbation condition, when the cells carried a design."""
+        from heldout.leakage import conditions
+
+        if not any(f.path == f"{DATA}/{conditions.FILE}" for f in self.manifest.files):
+            return None
+        return conditions.keys(pd.read_parquet(self._file(conditions.FILE)))
+
+    @cached_property
     def universe(self) -> GeneUniverse:
         return GeneUniverse.read(self._file("genes.parquet"))
 

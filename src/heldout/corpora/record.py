@@ -36,6 +36,7 @@ from heldout.errors import UsageError
 from heldout.genes import map_genes
 from heldout.leakage.fingerprint import (MIN_GENES, N_BANDS, SKETCH_BUCKETS, Signatures, gene_keys, signatures,
                                          sorted_unique, write_options)
+from heldout.leakage import conditions
 from heldout.leakage.universe import GeneUniverse
 from heldout.sources import CellSource, CensusSource, H5adSource, SomaSource
 
@@ -100,6 +101,9 @@ def record_part(spec: PartSpec, block_cells: int = BLOCK_CELLS) -> dict:
             sig = Signatures.concat(parts)
             _write_cells(tmp / "cells", obs, sig)
             _write_donors(tmp / "donors.parquet", obs, sig)
+            if "condition" in obs.columns:
+                conditions.table(obs["dataset_id"].to_numpy(), obs["condition"].to_numpy()).to_parquet(
+                    tmp / conditions.FILE, index=False)
             measured = (source.measured_genes() if columns is None
                         else {d: ids for d in pd.unique(obs["dataset_id"])})
             GeneUniverse.from_feature_ids(measured).write(tmp / "genes.parquet")
@@ -232,6 +236,8 @@ def assemble(plan: RecordPlan) -> CorpusManifest:
               .reset_index() if len(donors) else pd.DataFrame(columns=["dataset_id", "donor_id", "n_cells",
                                                                        "n_informative"]))
     donors.to_parquet(new / "donors.parquet", index=False)
+    if tables := [pd.read_parquet(p / conditions.FILE) for p in parts if (p / conditions.FILE).exists()]:
+        conditions.merge(tables).to_parquet(new / conditions.FILE, index=False)
     universe = _merge_universes([GeneUniverse.read(p / "genes.parquet") for p in parts
                                  if (p / "genes.parquet").exists()])
     universe.write(new / "genes.parquet")

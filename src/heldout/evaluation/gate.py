@@ -121,11 +121,13 @@ def scored_cells(test_splits: list[str], split: np.ndarray | None, n: int) -> np
 
 
 def task_tier(identity: ModelIdentity, data: EvalData, test_splits: list[str], *, scope: CardScope,
-              project_root: Path, mirror_root: str | Path | None, rescan: bool = False) -> tuple[TierResult, TierResult]:
+              project_root: Path, mirror_root: str | Path | None, rescan: bool = False,
+              perturbed_only: bool = False) -> tuple[TierResult, TierResult]:
     """(tier of the whole dataset, tier of the cells the task scores), from the model's card only.
 
     A registry card's recorded corpora are read where its registry keeps them; a
-    user card's relative to the user's own project.
+    user card's relative to the user's own project. A perturbation task scores the perturbed
+    held-out cells (``perturbed_only``): controls are the basal state every model is given.
     """
     from heldout.leakage.audit import audit
 
@@ -135,7 +137,11 @@ def task_tier(identity: ModelIdentity, data: EvalData, test_splits: list[str], *
     root = scope.corpora_root if identity.source == "registry" else project_root
     whole = audit([identity.card], [data], mirror_root=mirror_root, project_root=root, rescan=rescan,
                   user_supplied=identity.user_supplied)[0]
-    return whole, tier_of_cells(whole, scored_cells(test_splits, data.split, data.n), "cells the task scores")
+    mask, what = scored_cells(test_splits, data.split, data.n), "cells the task scores"
+    if perturbed_only and data.condition_of_cell is not None:
+        mask &= ~np.char.endswith(data.condition_of_cell.astype(str), "|control")
+        what = "perturbed cells the task scores"
+    return whole, tier_of_cells(whole, mask, what)
 
 
 TIER_ORDER = (Tier.RED, Tier.GRAY, Tier.YELLOW, Tier.GREEN)  # the worst dataset decides a multi-dataset task
@@ -156,7 +162,7 @@ class Gate:
 
 def gate_task(task: str, test_splits: list[str], datasets: list, *, model: str, model_card: Path | None,  # noqa: ANN001
               registry: str | Path | None, project_root: Path, project_registry: Path,
-              mirror_root: str | Path | None, rescan: bool) -> Gate:
+              mirror_root: str | Path | None, rescan: bool, perturbed_only: bool = False) -> Gate:
     """Compute the tier of ``model`` on the cells ``task`` scores in ``datasets`` (EvalDatasets); refuse RED.
 
     Runs before any model output is read, so a RED pairing costs nothing and writes nothing.
@@ -166,7 +172,7 @@ def gate_task(task: str, test_splits: list[str], datasets: list, *, model: str, 
                        project_registry=project_registry)
     identity = resolve_model(model, model_card=model_card, known=scope.cards, where=scope.where)
     pairs = [task_tier(identity, d.audit_data, test_splits, scope=scope, project_root=project_root,
-                       mirror_root=mirror_root, rescan=rescan) for d in datasets]
+                       mirror_root=mirror_root, rescan=rescan, perturbed_only=perturbed_only) for d in datasets]
     tier = combine([scored for _, scored in pairs])
     refuse_red(identity, tier, f"the cells {task} scores in {', '.join(versions)}")
     return Gate(identity=identity, tier=tier, pairs=pairs)

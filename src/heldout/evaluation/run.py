@@ -248,6 +248,6 @@ def recheck_tiers(records: list[dict], *, project: Project | None = None, regist
                 scored.append(no_card_tier(identity, d["name"], d["version"]))
                 continue
             scored.append(task_tier(identity, data, task_card.test_splits, scope=scope, project_root=project.root,
-                                    mirror_root=mirror_root, rescan=rescan)[1])
+                                    mirror_root=mirror_root, rescan=rescan, perturbed_only=task_card.perturbed_only)[1])
         tiers[key] = Recheck(combine(scored).tier.value, identity.source)
     return tiers

@@ -92,6 +92,11 @@ class TaskCard(FrozenRecord):
         return [self.dataset] if self.dataset else list(self.datasets)
 
     @property
+    def perturbed_only(self) -> bool:
+        """Whether the tier is of the perturbed held-out cells only (controls are every model's input)."""
+        return self.kind is TaskKind.perturbation
+
+    @property
     def metric_names(self) -> tuple[str, ...]:
         return tuple(self.metrics) or METRICS[self.kind]
 

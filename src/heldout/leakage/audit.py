@@ -25,6 +25,7 @@ from heldout.cards.model import ModelCard, list_model_cards, load_model_card
 from heldout.errors import HeldoutError, UsageError, unknown_choice
 from heldout.cards.dataset import SPLIT_NAMES
 from heldout.cards.model import Corpus
+from heldout.leakage import conditions
 from heldout.leakage.content import evidence_with_cells
 from heldout.leakage.evidence import CorpusEvidence, EvalData, listed_evidence
 from heldout.leakage.fingerprint import Signatures
@@ -42,14 +43,17 @@ def eval_from_table(*, name: str, version: str | None, organism: str, census_ver
     """EvalData from a signature table (curation's fingerprints file) and what goes with it."""
     cell_ids = table.column("observation_joinid").to_numpy(zero_copy_only=False).astype(str)
     signatures = Signatures.from_table(table) if "sketch" in table.column_names else None
-    per_cell_split = None
+    per_cell_split, per_cell_condition = None, None
     if split is not None:
-        per_cell_split = split.set_index("observation_joinid")["split"].reindex(cell_ids).fillna("").to_numpy(str)
+        by_cell = split.set_index("observation_joinid").reindex(cell_ids)
+        per_cell_split = by_cell["split"].fillna("").to_numpy(str)
+        per_cell_condition = conditions.of_obs(by_cell.fillna(""))
     return EvalData(name=name, version=version, organism=organism, census_version=census_version,
                     cell_ids=cell_ids, dataset_of_cell=table.column("dataset_id").to_numpy(zero_copy_only=False).astype(str),
                     donor_of_cell=table.column("donor_id").to_numpy(zero_copy_only=False).astype(str),
                     sources=tuple(sources), signatures=signatures, universe=universe, split=per_cell_split,
-                    identifiers=identifiers, obs_loader=(lambda: census_obs(h5ad(), cell_ids)) if h5ad else None)
+                    identifiers=identifiers, obs_loader=(lambda: census_obs(h5ad(), cell_ids)) if h5ad else None,
+                    condition_of_cell=per_cell_condition)
 
 
 def census_obs(h5ad: Path, cell_ids: np.ndarray) -> pd.DataFrame:

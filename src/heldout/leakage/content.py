@@ -19,6 +19,7 @@ from heldout._files import sha256_file
 from heldout.cards.model import Corpus, Documentation
 from heldout.corpora.manifest import CorpusReader, definition_sha256
 from heldout.errors import HeldoutError
+from heldout.leakage import conditions
 from heldout.leakage.evidence import CorpusEvidence, EvalData, common_fields, special_donor, unresolved
 from heldout.leakage.fingerprint import MIN_GENES, Signatures
 from heldout.leakage.matching import CorpusBatch, EvalIndex, isin_sorted, match_corpus
@@ -33,6 +34,7 @@ class CorpusView(Protocol):
     dataset_ids: frozenset[str]
     collection_ids: frozenset[str]
     donors: pd.DataFrame  # dataset_id, donor_id
+    conditions: frozenset[str] | None  # dataset::LINE|perturbation (heldout.leakage.conditions), if recorded
     universe: GeneUniverse
 
     def batches(self) -> Iterator[CorpusBatch]: ...
@@ -49,7 +51,7 @@ class ManifestView:
             f"{len(m.source.inputs)} {m.source.kind} file(s)"
         self.description = f"recorded manifest ({m.n_cells:,} cells from {where}, recorded {m.created[:10]})"
         self.dataset_ids, self.collection_ids = reader.dataset_ids, reader.collection_ids
-        self.donors, self.universe = reader.donors, reader.universe
+        self.donors, self.universe, self.conditions = reader.donors, reader.universe, reader.conditions
 
     def batches(self) -> Iterator[CorpusBatch]:
         return self.reader.batches()
@@ -72,6 +74,7 @@ class LiveCensusView:
         info = self.source.datasets()
         self.collection_ids = frozenset(c for c in info["collection_id"] if c)
         self.donors = obs[["dataset_id", "donor_id"]].drop_duplicates()
+        self.conditions = None  # Census cells carry no perturbation design
         self.universe = GeneUniverse.from_feature_ids(self.source.measured_genes())
 
     def batches(self) -> Iterator[CorpusBatch]:
@@ -190,8 +193,15 @@ def _one(corpus: Corpus, view: CorpusView, data: EvalData, donors: set[str], hit
                       f"{int(informative.sum()):,} informative cells (the rest share too few measured genes)")
         mine = sorted((i, ref) for i, ref in hits.examples.items() if rows.start <= i < rows.stop)  # type: ignore[attr-defined]
         examples = tuple(f"{data.cell_ids[i - rows.start]} -> {ref}" for i, ref in mine[:3])
-    undecidable = dataset_hit & special & ~(informative & can_compare)
-    seen = donor_hit | exact | near | undecidable
+    if view.conditions is not None and data.condition_of_cell is not None:  # perturbation cells decide by condition
+        by_condition = dataset_hit & conditions.seen(data.dataset_of_cell, data.condition_of_cell, view.conditions)
+        seen = donor_hit | exact | near | by_condition
+        levels["conditions"] = (f"checked: {len(set(data.condition_of_cell[by_condition]))} of the shared datasets' "
+                                f"{len(set(data.condition_of_cell[dataset_hit]))} perturbation conditions (cell line "
+                                f"and perturbation) are in the corpus")
+    else:
+        undecidable = dataset_hit & special & ~(informative & can_compare)
+        seen = donor_hit | exact | near | undecidable
     if view.census_version and data.census_version and view.census_version != data.census_version:
         levels["versions"] = (f"corpus from Census {view.census_version}, eval data from Census {data.census_version}: "
                               "ids and donors compared across versions; content over the genes both measured")
@@ -200,6 +210,8 @@ def _one(corpus: Corpus, view: CorpusView, data: EvalData, donors: set[str], hit
     reason = (f"{view.description}: {len(shared)} shared dataset(s), {len(set(keys[donor_hit]))} shared donor(s), "
               f"{n_exact} exact and {n_near} near content matches among {int(informative.sum())} informative eval "
               f"cells ({data.n - int(informative.sum())} below the floor of {MIN_GENES} genes)")
+    if "conditions" in levels:
+        reason += f"; {levels['conditions'].removeprefix('checked: ')}"
     status = "overlap" if seen.any() else "clean"
     return CorpusEvidence(status=status, reason=reason, seen=seen, dataset_ids=tuple(shared),  # type: ignore[arg-type]
                           donors=tuple(sorted(set(keys[donor_hit]))), exact_cells=n_exact, near_cells=n_near,

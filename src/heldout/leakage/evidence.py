@@ -56,6 +56,7 @@ class EvalData:
     split: np.ndarray | None = None  # (n,) split name per cell, when known
     identifiers: tuple = ()  # the card's SourceIdentifiers, one per source dataset (matched by title)
     obs_loader: Callable[[], pd.DataFrame] | None = field(default=None, repr=False)  # Census obs, in cell order
+    condition_of_cell: np.ndarray | None = None  # (n,) LINE|perturbation, for perturbation datasets (leakage.conditions)
 
     @property
     def n(self) -> int:

@@ -115,6 +115,10 @@ class H5adSource(CellSource):
                 "cell_id": src["observation_joinid"].astype(str).to_numpy() if "observation_joinid" in src
                 else self.adata.obs_names.astype(str).to_numpy(),
             })
+            from heldout.leakage.conditions import of_obs
+
+            if (conditions := of_obs(src)) is not None:  # perturbation cells: what a corpus keeps of its design
+                obs["condition"] = conditions
             self._obs = check_obs(obs, self.description)
         return self._obs
 

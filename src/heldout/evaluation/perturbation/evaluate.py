@@ -189,7 +189,7 @@ def evaluate(*, task: str, datasets: list[str], model: str, predictions: str | P
     loaded = load_task_datasets(task_card, datasets, registry=registry, project=project)
     gate = gate_task(task_card.name, task_card.test_splits, loaded, model=model, model_card=model_card,
                      registry=registry, project_root=project.root, project_registry=project.registry,
-                     mirror_root=mirror_root, rescan=rescan)
+                     mirror_root=mirror_root, rescan=rescan, perturbed_only=task_card.perturbed_only)
     [dataset] = loaded
     data = perturbation_data(dataset, train_splits=task_card.train_splits, test_splits=task_card.test_splits)
     model_preds, n_predicted = model_predictions(Path(predictions), values, data)
