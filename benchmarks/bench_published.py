@@ -75,14 +75,28 @@ RESULT = {{"first_call_s": round(first, 4), "warm_median_s": round(statistics.me
 """
 
 
+def bundled_mirror() -> Path:
+    """The default mini-Census without h5ad sources, built once under benchmarks/work."""
+    mirror = WORK / "mirror-published"
+    if not (mirror / "release.json").exists():
+        subprocess.run([str(BIN / "heldout"), "mirror", "build", "--out", str(mirror), "--no-h5ads"], check=True,
+                       capture_output=True)
+    return mirror
+
+
+def fresh_project(root: Path) -> Path:
+    """A project folder holding the repository's cards, schemas, maps, corpus lists and vendored sources."""
+    shutil.rmtree(root, ignore_errors=True)
+    for folder in ("registry", "schemas", "curation", "corpora/lists", "corpora/provenance", "sources/perturbench"):
+        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("releases"))
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    return root
+
+
 def project_dir(mirror: Path) -> Path:
     root = WORK / "published"
     if not (root / "data" / "curated" / f"{DATASETS[-1]}.fingerprints.parquet").exists():
-        shutil.rmtree(root, ignore_errors=True)
-        for folder in ("registry", "schemas", "curation", "corpora/lists", "corpora/provenance", "sources/perturbench"):
-            shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("releases"))
-        shutil.copy(REPO / "params.yaml", root / "params.yaml")
-        run_step(SETUP.format(root=str(root), datasets=DATASETS, mirror=str(mirror)))
+        run_step(SETUP.format(root=str(fresh_project(root)), datasets=DATASETS, mirror=str(mirror)))
     return root
 
 
@@ -96,11 +110,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    mirror = WORK / "mirror-published"
-    if not (mirror / "release.json").exists():
-        subprocess.run([str(BIN / "heldout"), "mirror", "build", "--out", str(mirror), "--no-h5ads"], check=True,
-                       capture_output=True)
-    root = project_dir(mirror)
+    root = project_dir(bundled_mirror())
     audits = [run_step(AUDIT.format(root=str(root), datasets=DATASETS)) for _ in range(args.repeats)]
     print(f"audit, every model card x {len(DATASETS)} datasets (fresh process each):")
     for a in audits:

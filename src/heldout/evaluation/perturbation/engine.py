@@ -3,8 +3,9 @@
 heldout writes no perturbation metric itself. Every number comes from Arc Institute's cell-eval2:
 
 * **raw metrics**: the ``cell-eval-0.7.6`` preset (upstream cell-eval's metric set and names, the
-  pdex Wilcoxon DE backend, per-perturbation Benjamini-Hochberg). It reproduces cell-eval 0.8.2
-  (``tests/test_perturbation_eval.py`` checks it on real cells);
+  pdex Wilcoxon DE backend, per-perturbation Benjamini-Hochberg), with cell-eval 0.8.2's zero-mean fold
+  changes (``de.clip_value``: 0 when a gene is absent from both groups, +-1023 where it is +-inf). It reproduces cell-eval 0.8.2 (``tests/test_perturbation_eval.py``
+  checks it on real cells; ``benchmarks/bench_perturbation.py`` at ~300k cells);
 * **the vcc2026 score**: the 2026 Virtual Cell Challenge's metric set and conventions (v2 names,
   the real controls as reference), each scored member put on cell-eval2's replicate scale (0 = the
   mean baseline, 1 = the technical replicate) by cell-eval2's own ``score_one`` and scoring policy,
@@ -32,6 +33,7 @@ import pandas as pd
 RAW_PRESET = "cell-eval-0.7.6"
 SCORE_PRESET = "vcc2026"
 SCORE = "vcc2026_score"
+CLIP = 1e308  # the largest finite fold-change ratio cell-eval2 accepts: log2 = 1023.15
 ALL = "all"
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,13 @@ class Engine:
             base = EvalConfig.from_preset(preset)
         overrides = {"pert_col": "perturbation", "control": self.control, "num_threads": self.num_threads,
                      "target_gene_map": dict(self.target_gene_map)}
+        if preset == RAW_PRESET:
+            # cell-eval 0.8.2 takes pdex 0.3.0's fold changes: a gene absent from both groups changes by 0, one
+            # absent from the control by +inf (from the group, -inf). The preset regularises them with epsilon
+            # 1e-9 instead (as pdex 0.2.6 did), which moves rank metrics once such genes are significant (0.37 on
+            # a 3x replication of Norman). cell-eval2's clipped path gives pdex's semantics, with +-1023 for
+            # +-inf (its clip must be finite): the same ranks, signs and sets, so every metric agrees.
+            overrides["de"] = replace(base.de, clip_value=CLIP)
         if preset == SCORE_PRESET:
             # log1p(CP10k) on both sides; no content-hash cache (heldout passes in-memory AnnData)
             overrides |= {"input_type": "lognorm", "cache_strict": False}
