@@ -13,7 +13,10 @@ bio = mean of bio metrics, batch = mean of batch metrics, total = 0.6 bio +
 kBET's diffusion embedding (pynndescent's numba compilation costs about 100 s per
 process on this machine; benchmarks/README.md compares both), and the diffusion
 spectrum is solved deterministically (``top_eigen``). k-means takes the run's
-seed (scib-metrics fixes it).
+seed (scib-metrics fixes it). The three silhouette metrics (label silhouette, isolated labels,
+BRAS) are scib-metrics' definitions computed blockwise in float64 by
+:mod:`heldout.evaluation.silhouettes`, one distance pass shared by the two label silhouettes
+(equal to scib-metrics' functions to 1e-6: ``tests/test_silhouettes.py``).
 """
 
 from __future__ import annotations
@@ -221,15 +224,18 @@ def integration_deterministic(x: np.ndarray, x_pre: np.ndarray, labels: np.ndarr
     """Every scIB metric that does not depend on a seed (all but k-means)."""
     import scib_metrics
 
+    from heldout.evaluation import silhouettes
+
     neighbours = exact_neighbors(x, max(NEIGHBOURS))
     sub = {n: neighbours.subset_neighbors(min(n, neighbours.n_neighbors)) for n in NEIGHBOURS}
+    per_cell = silhouettes.label_silhouettes(x, labels)  # one distance pass for both label silhouettes
     with warnings.catch_warnings(), _exact_kbet_neighbours():
         warnings.simplefilter("ignore")
         values = {
-            "isolated_labels": scib_metrics.isolated_labels(x, labels, batches),
-            "silhouette_label": scib_metrics.silhouette_label(x, labels),
+            "isolated_labels": silhouettes.isolated_labels(per_cell, labels, batches),
+            "silhouette_label": silhouettes.silhouette_label(per_cell),
             "clisi": scib_metrics.clisi_knn(sub[90], labels),
-            "bras": scib_metrics.bras(x, labels, batches),
+            "bras": silhouettes.bras(x, labels, batches),
             "ilisi": scib_metrics.ilisi_knn(sub[90], batches),
             "kbet": scib_metrics.kbet_per_label(sub[50], batches, labels),
             "graph_connectivity": scib_metrics.graph_connectivity(sub[15], labels),
