@@ -114,9 +114,13 @@ def model_predictions(path: Path, values: str, data: PerturbationData) -> tuple[
     out = {}
     for line, real in data.real.items():
         prefix = "" if len(data.lines) == 1 else f"{line}/"
-        mine = np.char.startswith(keys.astype(str), prefix) if prefix else np.ones(len(keys), dtype=bool)
-        part = preds.adata[mine].copy()
-        part.obs["perturbation"] = [k.removeprefix(prefix) for k in keys[mine]]
+        if prefix:
+            mine = np.char.startswith(keys.astype(str), prefix)
+            part = preds.adata[mine].copy()
+            part.obs["perturbation"] = [k.removeprefix(prefix) for k in keys[mine]]
+        else:  # one line: the predictions are its own, no copy
+            part = preds.adata
+            part.obs["perturbation"] = keys
         part.obs["cell_line"] = line
         part.obs = part.obs[["perturbation", "cell_line"]]
         if not (part.obs["perturbation"] == "control").any():

@@ -139,8 +139,8 @@ def _check_values(x: sp.csr_matrix, values: Values, path: Path) -> None:
                               f"expression is never negative.",
                               hint="Clip at zero, or predict on the declared scale (counts or log1p), not a "
                                    "centred or z-scored one.")
-    fractional = data[np.abs(data - np.round(data)) > 1e-6]
-    if values == "counts" and len(fractional):
+    fractional = data[np.abs(data - np.round(data)) > 1e-6] if values == "counts" else data[:0]
+    if len(fractional):
         raise PredictionError(f"{path.name}: declared counts, but {len(fractional)} value(s) are not whole numbers "
                               f"(e.g. {fractional[0]:.4g}).",
                               hint="If X holds log1p of counts per 10,000, pass --values log1p.")
@@ -151,14 +151,14 @@ def _check_values(x: sp.csr_matrix, values: Values, path: Path) -> None:
 
 
 def to_log1p(x: sp.spmatrix | np.ndarray, values: Values) -> sp.csr_matrix:
-    """log1p of counts per 10,000 (scanpy's normalize_total + log1p), as float32 CSR."""
-    x = sp.csr_matrix(x, dtype=np.float64)
-    if values == "counts":
-        totals = np.asarray(x.sum(axis=1)).ravel()
-        scale = np.divide(TARGET_SUM, totals, out=np.zeros_like(totals), where=totals > 0)
-        x = sp.csr_matrix(sp.diags(scale) @ x)
-        x.data = np.log1p(x.data)
-    return sp.csr_matrix(x, dtype=np.float32)
+    """log1p of counts per 10,000 (scanpy's normalize_total + log1p), as float32 CSR (totals in float64)."""
+    x = sp.csr_matrix(x)
+    if values == "log1p":
+        return x if x.dtype == np.float32 else x.astype(np.float32)
+    totals = np.asarray(x.sum(axis=1, dtype=np.float64)).ravel()
+    scale = np.divide(TARGET_SUM, totals, out=np.zeros_like(totals), where=totals > 0)
+    data = np.log1p(x.data.astype(np.float64) * np.repeat(scale, np.diff(x.indptr)))
+    return sp.csr_matrix((data.astype(np.float32), x.indices, x.indptr), shape=x.shape)
 
 
 def read_predictions(path: str | Path, *, values: str, genes: pd.Index, expected: list[str], lines: list[str],
