@@ -84,6 +84,9 @@ COMMANDS = [audit]
               help="Perturbation tasks: what the predicted X holds, raw counts or log1p of counts per 10,000.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Perturbation tasks: parallel scoring jobs (default: one per CPU).")
+@click.option("--scheduler", default=None,
+              help="Embedding tasks: score each entry as a Dask task on synchronous, threads, processes, or a "
+                   "dask.distributed scheduler address (tcp://HOST:8786). Default: in this process.")
 @click.option("--ids", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="For .npy: one cell id per line, in row order (default: FILE.ids.txt).")
 @click.option("--obsm-key", default=None, help="For .h5ad: the obsm key holding the embedding.")
@@ -95,7 +98,8 @@ COMMANDS = [audit]
 @click.option("--rescan", is_flag=True, help="Scan Census corpora that are not recorded (see `heldout audit`).")
 @MIRROR_OPTION
 def evaluate(task: str, release: str | None, datasets: tuple[str, ...], model: str, embeddings: Path | None,
-             predictions: Path | None, values: str | None, workers: int | None, ids: Path | None,
+             predictions: Path | None, values: str | None, workers: int | None, scheduler: str | None,
+             ids: Path | None,
              obsm_key: str | None, model_card: Path | None, registry: str | None, results_dir: Path | None,
              rescan: bool, mirror_root: Path | None) -> None:
     """Score a model on a task beside controls computed on the same cells, over every seed of the task.
@@ -120,7 +124,8 @@ def evaluate(task: str, release: str | None, datasets: tuple[str, ...], model: s
     project = find_project(fallback=True)
     refs = list(datasets) or dataset_refs(task, release, project.registry)  # type: ignore[arg-type]
     result = run(task=task, project=project, datasets=refs, model=model, embeddings=embeddings,
-                 predictions=predictions, values=values, workers=workers, ids=ids, obsm_key=obsm_key,
+                 predictions=predictions, values=values, workers=workers, scheduler=scheduler, ids=ids,
+                 obsm_key=obsm_key,
                  model_card=model_card, registry=registry, mirror_root=mirror_root, results_dir=results_dir,
                  rescan=rescan, progress=True)
     _render.evaluation_result(result)

@@ -116,11 +116,12 @@ def evaluate(*, task: str, datasets: list[str], model: str, embeddings: str | Pa
              model_card: Path | None = None, registry: str | Path | None = None,
              mirror_root: str | Path | None = None, results_dir: Path | None = None,
              project: Project | None = None, rescan: bool = False, values: str | None = None,
-             workers: int | None = None, progress: bool = False) -> EvalResult:
+             workers: int | None = None, progress: bool = False, scheduler: str | None = None) -> EvalResult:
     """Evaluate ``model`` on ``task`` over ``datasets`` (NAME@VERSION each); write and return the result.
 
-    ``workers`` and ``progress`` are accepted for a uniform call (see :mod:`heldout.evaluation.kinds`);
-    these tasks run in-process.
+    ``scheduler`` scores each entry as a Dask task (:mod:`heldout.evaluation.distributed`); without
+    it, entries are scored in this process. ``workers`` and ``progress`` are accepted for a uniform
+    call (see :mod:`heldout.evaluation.kinds`).
     """
     project = project or find_project(fallback=True)
     task_card = load_task_card(task, project.registry)
@@ -154,7 +155,7 @@ def evaluate(*, task: str, datasets: list[str], model: str, embeddings: str | Pa
         train = data.scored & np.isin(data.split, task_card.train_splits)
         entries = [controls.Entry(name=model, role="model", labels=predicted),
                    *controls.prediction_controls(data.labels, data.group, data.labels[train], seed=task_card.seeds[0])]
-    scores = score_task(task_card, data, entries)
+    scores = score_task(task_card, data, entries, scheduler=scheduler)
     roles = {e.name: e.role for e in entries}
     summary, scaled, flags = summarise(scores, roles)
     result = EvalResult(

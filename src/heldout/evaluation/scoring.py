@@ -41,9 +41,18 @@ class Scores:
     seeds: list[int]
     values: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # entry -> metric -> per seed
     per_class: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # entry -> classifier -> label
+    only: str | None = None  # score this entry alone (the others are context: integration's unintegrated)
 
     def add(self, entry: str, metric: str, value: float) -> None:
         self.values.setdefault(entry, {}).setdefault(metric, []).append(float(value))
+
+    def scoring(self, entries: list[Entry]) -> list[Entry]:
+        """The entries this run scores."""
+        return [e for e in entries if self.only in (None, e.name)]
+
+    def merge(self, other: Scores) -> None:
+        self.values.update(other.values)
+        self.per_class.update(other.per_class)
 
 
 def _split_masks(task: TaskCard, data: TaskData) -> tuple[np.ndarray, np.ndarray]:
@@ -63,7 +72,7 @@ def _annotation(task: TaskCard, data: TaskData, entries: list[Entry], scores: Sc
 
 def _classify(task: TaskCard, labels: np.ndarray, train: np.ndarray, test: np.ndarray, entries: list[Entry],
               scores: Scores, *, prefix: str) -> None:
-    for entry in entries:
+    for entry in scores.scoring(entries):
         cache: dict[str, tuple[dict, dict]] = {}
         runs: dict[str, list[dict]] = {}
         for seed in scores.seeds:
@@ -104,7 +113,7 @@ def _label_transfer(task: TaskCard, data: TaskData, entries: list[Entry], scores
 def _clustering(task: TaskCard, data: TaskData, entries: list[Entry], scores: Scores) -> None:
     _, test = _split_masks(task, data)
     labels = data.labels[test]
-    for entry in entries:
+    for entry in scores.scoring(entries):
         for values in metrics.clustering(entry.embedding[test], labels, seeds=scores.seeds):
             for m, v in values.items():
                 scores.add(entry.name, m, v)
@@ -117,7 +126,7 @@ def _integration(task: TaskCard, data: TaskData, entries: list[Entry], scores: S
         msg = f"Task {task.name!r}: the scored cells come from one {task.batch!r}; integration needs two or more."
         raise EvaluationError(msg)
     pre = next(e for e in entries if e.name == "unintegrated").embedding[test]
-    for entry in entries:
+    for entry in scores.scoring(entries):
         x = entry.embedding[test]
         fixed = metrics.integration_deterministic(x, pre, labels, batches)
         for seeded in metrics.integration_seeded(x, labels, scores.seeds):
@@ -131,9 +140,27 @@ RUNNERS = {TaskKind.annotation: _annotation, TaskKind.label_transfer: _label_tra
            TaskKind.clustering: _clustering, TaskKind.integration: _integration}
 
 
-def score_task(task: TaskCard, data: TaskData, entries: list[Entry]) -> Scores:
-    scores = Scores(seeds=list(task.seeds))
+def score_entry(task: TaskCard, data: TaskData, entries: list[Entry], name: str) -> Scores:
+    """Every metric of entry ``name`` over every seed (the other entries are context only)."""
+    scores = Scores(seeds=list(task.seeds), only=name)
     RUNNERS[task.kind](task, data, entries, scores)
+    return scores
+
+
+def score_task(task: TaskCard, data: TaskData, entries: list[Entry], *, scheduler: str | None = None) -> Scores:
+    """Score every entry in this process, or each entry as a Dask task on ``scheduler``.
+
+    ``scheduler``: ``synchronous``, ``threads``, ``processes`` or a ``dask.distributed`` scheduler
+    address (see :mod:`heldout.evaluation.distributed`); results are identical either way.
+    """
+    scores = Scores(seeds=list(task.seeds))
+    if scheduler is None:
+        RUNNERS[task.kind](task, data, entries, scores)
+        return scores
+    from heldout.evaluation.distributed import run_jobs
+
+    for part in run_jobs(score_entry, (task, data, entries), [(e.name,) for e in entries], scheduler=scheduler):
+        scores.merge(part)
     return scores
 
 

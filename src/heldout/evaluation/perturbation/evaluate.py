@@ -55,7 +55,7 @@ def score_entries(entries: list[Entry], data: PerturbationData, engine: Engine, 
         return (e.preds[line], (e.reals or data.real)[line], engine, line, multi)
 
     parts: dict[tuple[str, int | None], list[pd.DataFrame]] = {}
-    bar = _progress(len(jobs), progress)
+    bar = _Progress(len(jobs), progress)
     if workers == 1:
         for e, line in jobs:
             parts.setdefault((e.name, e.seed), []).append(_score_job(*args(e, line)))
@@ -71,7 +71,7 @@ def score_entries(entries: list[Entry], data: PerturbationData, engine: Engine, 
     return {key: pd.concat(frames, ignore_index=True) for key, frames in parts.items()}
 
 
-class _progress:
+class _Progress:
     """A rich progress bar over scoring jobs (silent when not asked for)."""
 
     def __init__(self, total: int, show: bool) -> None:
@@ -176,7 +176,8 @@ def evaluate(*, task: str, datasets: list[str], model: str, predictions: str | P
              values: str | None = None, embeddings: str | Path | None = None, model_card: Path | None = None,
              registry: str | Path | None = None, mirror_root: str | Path | None = None,
              results_dir: Path | None = None, project: Project | None = None, rescan: bool = False,
-             workers: int | None = None, progress: bool = False, **_: object):  # noqa: ANN201 - EvalResult
+             workers: int | None = None, progress: bool = False, scheduler: str | None = None,
+             **_: object):  # noqa: ANN201 - EvalResult
     """Evaluate ``model``'s predicted cells on the perturbation ``task``; write and return the result."""
     from heldout.evaluation.run import RESULT_SCHEMA_VERSION, EvalResult, write_result
 
@@ -187,6 +188,9 @@ def evaluate(*, task: str, datasets: list[str], model: str, predictions: str | P
     if embeddings is not None or predictions is None:
         raise UsageError(f"Task {task!r} scores predicted cells: give --predictions FILE.h5ad (cell-eval's AnnData "
                          f"shape) and --values counts|log1p, not embeddings.")
+    if scheduler is not None:
+        raise UsageError("Perturbation tasks score their entries in local worker processes: use --workers N, "
+                         "not --scheduler.")
     if values is None:
         raise UsageError("Declare the scale of the predicted values: --values counts or --values log1p.",
                          hint="counts: raw (integer) counts; log1p: log1p of counts per 10,000.")
