@@ -38,17 +38,27 @@ def _task(kind: str) -> TaskCard:
                     if kind == "integration" else ["test"], classifiers=["logreg", "knn"])
 
 
-@pytest.mark.parametrize("kind", ["integration", "annotation"])
-def test_a_local_cluster_gives_the_in_process_results(kind: str, glioma: tuple) -> None:
+def test_a_local_cluster_gives_the_in_process_results(glioma: tuple) -> None:
     from distributed import LocalCluster
 
     data, entries = glioma
-    task = _task(kind)
+    task = _task("annotation")
     here = score_task(task, data, entries)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         there = score_task(task, data, entries, scheduler=cluster.scheduler_address)
     assert list(here.values) == [e.name for e in entries]
     assert here.values == there.values and here.per_class == there.per_class  # identical, not close
+    assert set(there.timings) == {e.name for e in entries} and {"logreg", "knn"} <= set(there.timings["model"])
+
+
+def test_integration_entries_scored_apart_need_only_their_context(glioma: tuple) -> None:
+    """Each integration entry is a job of its own; the unintegrated embedding goes along as context."""
+    data, entries = glioma
+    task = _task("integration")
+    here = score_task(task, data, entries)
+    apart = score_task(task, data, entries, scheduler="synchronous")
+    assert here.values == apart.values and list(apart.values) == [e.name for e in entries]
+    assert {"neighbours", "label_silhouettes", "bras", "kbet", "ilisi", "kmeans"} <= set(apart.timings["model"])
 
 
 def test_threads_give_the_in_process_results(glioma: tuple) -> None:

@@ -203,6 +203,7 @@ def test_evaluate_scores_a_model_beside_baselines_and_the_ceiling(pert: Project,
     assert len(record["scores"]["technical_replicate"]["mse"]["values"]) == 5  # one per seed
     assert any(n.startswith("linear: not applicable: 0 of") for n in record["notes"])  # no target is measured
     assert not record["flags"]
+    assert record["timings"]["oracle"]["cell-eval2"] > 0 and set(record["timings"]) == set(record["roles"])
 
     controls = _real_test_cells(pert, NORMAN)  # a "model" that predicts no change: below the mean baseline
     basal = norman_controls(pert)

@@ -43,7 +43,7 @@ def test_equal_to_scib_metrics_on_real_cells(name: str, curated: Project) -> Non
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(8, 300), n_labels=st.integers(2, 6), n_batches=st.integers(1, 4),
        dims=st.integers(2, 12), rows=st.integers(1, 64))
 def test_equal_to_scib_metrics_on_random_embeddings(seed: int, n: int, n_labels: int, n_batches: int, dims: int,

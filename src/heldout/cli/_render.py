@@ -97,3 +97,19 @@ def evaluation_result(result) -> None:  # noqa: ANN001 - heldout.evaluation.run.
         console.print(f"[yellow]flag[/]: {flag}")
     for note in getattr(result, "notes", [])[:5]:
         console.print(f"note: {note}")
+    _timings(getattr(result, "timings", {}))
+
+
+def _timings(timings: dict[str, dict[str, float]]) -> None:
+    """Where the minutes went: seconds per step over every entry (each entry's steps with --verbose)."""
+    import logging
+
+    totals: dict[str, float] = {}
+    for entry, steps in timings.items():
+        logging.getLogger("heldout").info("%s: %s", entry, ", ".join(f"{k} {v:.1f} s" for k, v in
+                                                                     sorted(steps.items(), key=lambda kv: -kv[1])))
+        for step, seconds in steps.items():
+            totals[step] = totals.get(step, 0.0) + seconds
+    if totals:
+        top = sorted(totals.items(), key=lambda kv: -kv[1])[:6]
+        console.print("time per step, all entries: " + ", ".join(f"{k} {v:.1f} s" for k, v in top))

@@ -219,29 +219,54 @@ def _exact_kbet_neighbours() -> Iterator[None]:
         kbet_module.diffusion_nn = original
 
 
-def integration_deterministic(x: np.ndarray, x_pre: np.ndarray, labels: np.ndarray,
-                              batches: np.ndarray) -> dict[str, float]:
-    """Every scIB metric that does not depend on a seed (all but k-means)."""
+def integration_deterministic(x: np.ndarray, x_pre: np.ndarray, labels: np.ndarray, batches: np.ndarray,
+                              timings: dict[str, float] | None = None) -> dict[str, float]:
+    """Every scIB metric that does not depend on a seed (all but k-means); seconds per step into ``timings``."""
     import scib_metrics
 
     from heldout.evaluation import silhouettes
 
-    neighbours = exact_neighbors(x, max(NEIGHBOURS))
-    sub = {n: neighbours.subset_neighbors(min(n, neighbours.n_neighbors)) for n in NEIGHBOURS}
-    per_cell = silhouettes.label_silhouettes(x, labels)  # one distance pass for both label silhouettes
+    clock = Clock(timings)
+    with clock("neighbours"):
+        neighbours = exact_neighbors(x, max(NEIGHBOURS))
+        sub = {n: neighbours.subset_neighbors(min(n, neighbours.n_neighbors)) for n in NEIGHBOURS}
+    with clock("label_silhouettes"):
+        per_cell = silhouettes.label_silhouettes(x, labels)  # one distance pass for both label silhouettes
+    steps = {
+        "isolated_labels": lambda: silhouettes.isolated_labels(per_cell, labels, batches),
+        "silhouette_label": lambda: silhouettes.silhouette_label(per_cell),
+        "clisi": lambda: scib_metrics.clisi_knn(sub[90], labels),
+        "bras": lambda: silhouettes.bras(x, labels, batches),
+        "ilisi": lambda: scib_metrics.ilisi_knn(sub[90], batches),
+        "kbet": lambda: scib_metrics.kbet_per_label(sub[50], batches, labels),
+        "graph_connectivity": lambda: scib_metrics.graph_connectivity(sub[15], labels),
+        "pcr_comparison": lambda: scib_metrics.pcr_comparison(x_pre, x, batches, categorical=True),
+    }
+    values = {}
     with warnings.catch_warnings(), _exact_kbet_neighbours():
         warnings.simplefilter("ignore")
-        values = {
-            "isolated_labels": silhouettes.isolated_labels(per_cell, labels, batches),
-            "silhouette_label": silhouettes.silhouette_label(per_cell),
-            "clisi": scib_metrics.clisi_knn(sub[90], labels),
-            "bras": silhouettes.bras(x, labels, batches),
-            "ilisi": scib_metrics.ilisi_knn(sub[90], batches),
-            "kbet": scib_metrics.kbet_per_label(sub[50], batches, labels),
-            "graph_connectivity": scib_metrics.graph_connectivity(sub[15], labels),
-            "pcr_comparison": scib_metrics.pcr_comparison(x_pre, x, batches, categorical=True),
-        }
-    return {k: float(v) for k, v in values.items()}
+        for name, step in steps.items():
+            with clock(name):
+                values[name] = float(step())
+    return values
+
+
+class Clock:
+    """Seconds per named step, added into a dict (or nothing, when none is given)."""
+
+    def __init__(self, into: dict[str, float] | None) -> None:
+        self.into = into
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        import time
+
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.into is not None:
+                self.into[name] = self.into.get(name, 0.0) + time.perf_counter() - start
 
 
 def integration_seeded(x: np.ndarray, labels: np.ndarray, seeds: list[int]) -> list[dict[str, float]]:

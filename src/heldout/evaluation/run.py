@@ -61,6 +61,7 @@ class EvalResult:
     heldout_version: str
     created: str
     notes: list[str] = dataclasses.field(default_factory=list)  # what a reader should know (a baseline not applicable)
+    timings: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)  # entry -> step -> seconds
 
     @property
     def gray_flag(self) -> bool:
@@ -170,7 +171,8 @@ def evaluate(*, task: str, datasets: list[str], model: str, embeddings: str | Pa
         evidence=[e.to_dict() for e in tier.evidence], output="embeddings" if embeddings else "predictions",
         output_sha256=sha256_file(output_path), seeds=list(task_card.seeds), n_scored=int(data.scored.sum()),
         roles=roles, scores=summary, scaled=scaled, per_class=scores.per_class, flags=flags,
-        heldout_version=heldout.__version__, created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+        heldout_version=heldout.__version__, created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        timings={e: {k: round(v, 3) for k, v in steps.items()} for e, steps in scores.timings.items()})
     write_result(result, results_dir or project.root / "results")
     return result
 

@@ -42,6 +42,7 @@ class Scores:
     values: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # entry -> metric -> per seed
     per_class: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # entry -> classifier -> label
     only: str | None = None  # score this entry alone (the others are context: integration's unintegrated)
+    timings: dict[str, dict[str, float]] = field(default_factory=dict)  # entry -> step -> seconds (all seeds)
 
     def add(self, entry: str, metric: str, value: float) -> None:
         self.values.setdefault(entry, {}).setdefault(metric, []).append(float(value))
@@ -53,6 +54,10 @@ class Scores:
     def merge(self, other: Scores) -> None:
         self.values.update(other.values)
         self.per_class.update(other.per_class)
+        self.timings.update(other.timings)
+
+    def clock(self, entry: str) -> metrics.Clock:
+        return metrics.Clock(self.timings.setdefault(entry, {}))
 
 
 def _split_masks(task: TaskCard, data: TaskData) -> tuple[np.ndarray, np.ndarray]:
@@ -86,8 +91,9 @@ def _classify(task: TaskCard, labels: np.ndarray, train: np.ndarray, test: np.nd
             for clf in task.classifiers:
                 key = clf if clf != "random_forest" else f"{clf}/{seed}"  # only the forest has a seed
                 if key not in cache:
-                    predicted = metrics.classify(x[train], labels[train], x[test], clf, seed)
-                    cache[key] = metrics.label_scores(labels[test], predicted)
+                    with scores.clock(entry.name)(f"{prefix}{clf}"):
+                        predicted = metrics.classify(x[train], labels[train], x[test], clf, seed)
+                        cache[key] = metrics.label_scores(labels[test], predicted)
                 values, per_class = cache[key]
                 for m, v in values.items():
                     scores.add(entry.name, f"{prefix}{clf}_{m}", v)
@@ -114,7 +120,9 @@ def _clustering(task: TaskCard, data: TaskData, entries: list[Entry], scores: Sc
     _, test = _split_masks(task, data)
     labels = data.labels[test]
     for entry in scores.scoring(entries):
-        for values in metrics.clustering(entry.embedding[test], labels, seeds=scores.seeds):
+        with scores.clock(entry.name)("clustering"):
+            runs = metrics.clustering(entry.embedding[test], labels, seeds=scores.seeds)
+        for values in runs:
             for m, v in values.items():
                 scores.add(entry.name, m, v)
 
@@ -128,8 +136,11 @@ def _integration(task: TaskCard, data: TaskData, entries: list[Entry], scores: S
     pre = next(e for e in entries if e.name == "unintegrated").embedding[test]
     for entry in scores.scoring(entries):
         x = entry.embedding[test]
-        fixed = metrics.integration_deterministic(x, pre, labels, batches)
-        for seeded in metrics.integration_seeded(x, labels, scores.seeds):
+        fixed = metrics.integration_deterministic(x, pre, labels, batches,
+                                                  timings=scores.timings.setdefault(entry.name, {}))
+        with scores.clock(entry.name)("kmeans"):
+            seeded_runs = metrics.integration_seeded(x, labels, scores.seeds)
+        for seeded in seeded_runs:
             values = {**fixed, **seeded}
             values.update(metrics.aggregates(values))
             for m, v in values.items():

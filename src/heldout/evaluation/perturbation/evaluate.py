@@ -11,6 +11,7 @@ subgroup, and flags a model below the mean baseline.
 from __future__ import annotations
 
 import datetime as dt
+import time
 import multiprocessing
 import os
 import warnings
@@ -37,16 +38,22 @@ from heldout.project import Project, find_project
 MEAN, REPLICATE = "mean", "technical_replicate"
 
 
-def _score_job(pred, real, engine: Engine, line: str, multi: bool) -> pd.DataFrame:  # noqa: ANN001 - AnnData
+def _score_job(pred, real, engine: Engine, line: str, multi: bool) -> tuple[pd.DataFrame, float]:  # noqa: ANN001
+    start = time.perf_counter()
     rows = per_perturbation(pred, real, engine)
     if multi:
         rows["perturbation"] = line + "/" + rows["perturbation"].astype(str)
-    return rows
+    return rows, time.perf_counter() - start
 
 
 def score_entries(entries: list[Entry], data: PerturbationData, engine: Engine, *, workers: int | None = None,
-                  progress: bool = False) -> dict[tuple[str, int | None], pd.DataFrame]:
-    """Per-perturbation rows of every (entry, seed), each cell line and entry a job of its own, in parallel."""
+                  progress: bool = False, timings: dict[str, dict[str, float]] | None = None
+                  ) -> dict[tuple[str, int | None], pd.DataFrame]:
+    """Per-perturbation rows of every (entry, seed), each cell line and entry a job of its own, in parallel.
+
+    ``timings`` receives each entry's cell-eval2 seconds (summed over its lines and seeds).
+    """
+    timings = {} if timings is None else timings
     jobs = [(e, line) for e in entries for line in data.lines]
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
     multi = len(data.lines) > 1
@@ -58,17 +65,26 @@ def score_entries(entries: list[Entry], data: PerturbationData, engine: Engine, 
     bar = _Progress(len(jobs), progress)
     if workers == 1:
         for e, line in jobs:
-            parts.setdefault((e.name, e.seed), []).append(_score_job(*args(e, line)))
+            rows, seconds = _score_job(*args(e, line))
+            parts.setdefault((e.name, e.seed), []).append(rows)
+            _add(timings, e.name, seconds)
             bar.advance(e.name)
     else:
         # spawned, not forked: a fork taken while polars', numba's or BLAS's threads hold a lock deadlocks
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [(e, pool.submit(_score_job, *args(e, line))) for e, line in jobs]
             for e, future in futures:
-                parts.setdefault((e.name, e.seed), []).append(future.result())
+                rows, seconds = future.result()
+                parts.setdefault((e.name, e.seed), []).append(rows)
+                _add(timings, e.name, seconds)
                 bar.advance(e.name)
     bar.close()
     return {key: pd.concat(frames, ignore_index=True) for key, frames in parts.items()}
+
+
+def _add(timings: dict[str, dict[str, float]], entry: str, seconds: float) -> None:
+    steps = timings.setdefault(entry, {})
+    steps["cell-eval2"] = round(steps.get("cell-eval2", 0.0) + seconds, 3)
 
 
 class _Progress:
@@ -203,7 +219,8 @@ def evaluate(*, task: str, datasets: list[str], model: str, predictions: str | P
     model_preds, n_predicted = model_predictions(Path(predictions), values, data)
     entries, notes = entries_for(data, model, model_preds, task_card)
     engine = Engine(target_gene_map=data.target_gene_map)
-    rows = score_entries(entries, data, engine, workers=workers, progress=progress)
+    timings: dict[str, dict[str, float]] = {}
+    rows = score_entries(entries, data, engine, workers=workers, progress=progress, timings=timings)
     roles = {e.name: e.role for e in entries}
     scores, scaled, flags = summarise(rows, roles, data, engine)
     whole, _ = gate.pairs[0]
@@ -221,7 +238,7 @@ def evaluate(*, task: str, datasets: list[str], model: str, predictions: str | P
         roles=roles, scores=scores, scaled=scaled, per_class={}, flags=flags,
         heldout_version=heldout.__version__, created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         notes=[f"predictions: {n_predicted} cells, declared {values}; scored as log1p(CP10k) by cell-eval2 "
-               f"{_version('cell-eval2')}", *notes])
+               f"{_version('cell-eval2')}", *notes], timings=timings)
     write_result(result, results_dir or project.root / "results")
     return result
 
