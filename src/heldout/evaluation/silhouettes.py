@@ -93,12 +93,17 @@ def silhouette_label(per_cell: np.ndarray) -> float:
 
 def isolated_labels(per_cell: np.ndarray, labels: np.ndarray, batches: np.ndarray) -> float:
     """scib_metrics.isolated_labels (rescaled ASW) from :func:`label_silhouettes`."""
-    from scib_metrics.metrics._isolated_labels import _get_isolated_labels
-
     rescaled = (per_cell + 1) / 2
     scores = pd.Series({label: float(np.mean(rescaled[labels == label]))
-                        for label in _get_isolated_labels(labels, batches, None)}, dtype=float)
+                        for label in isolated(labels, batches)}, dtype=float)
     return float(scores.mean())
+
+
+def isolated(labels: np.ndarray, batches: np.ndarray) -> list:
+    """Labels present in the fewest batches (scib-metrics' ``_get_isolated_labels`` with no threshold)."""
+    pairs = pd.DataFrame({"label": labels, "batch": batches}).drop_duplicates()
+    per_label = pairs.groupby("label")["batch"].count()
+    return per_label[per_label <= per_label.min()].index.tolist()
 
 
 def bras(x: np.ndarray, labels: np.ndarray, batches: np.ndarray, *, block_bytes: int = BLOCK_BYTES) -> float:
