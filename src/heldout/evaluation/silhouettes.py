@@ -49,11 +49,16 @@ def cluster_sums(x: np.ndarray, codes: np.ndarray, n_clusters: int, *,
     rows = max(1, min(n, block_bytes // (8 * max(n, 1))))
     for start in range(0, n, rows):
         stop = min(start + rows, n)
-        gram = x[start:stop] @ x.T
+        d = x[start:stop] @ x.T  # the block's Gram matrix, turned into distances in place (no temporaries)
         if metric == "cosine":
-            d = np.clip(1.0 - gram, 0.0, 2.0)
+            np.subtract(1.0, d, out=d)
+            np.clip(d, 0.0, 2.0, out=d)
         else:
-            d = np.sqrt(np.maximum(squares[start:stop, None] + squares[None, :] - 2.0 * gram, 0.0))
+            d *= -2.0
+            d += squares[None, :]
+            d += squares[start:stop, None]
+            np.maximum(d, 0.0, out=d)
+            np.sqrt(d, out=d)
         d[np.arange(stop - start), np.arange(start, stop)] = 0.0  # a cell's distance to itself
         sums[start:stop] = d @ onehot
     return sums
