@@ -34,19 +34,12 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from heldout.demo.released import with_split
+
 PRETRAINING = ("glioma-tirosh2016", "pbmc-blood")
 TASK_DATASET = "baron-pancreas-human"
 TASK_SPLITS = ("train", "validation")
 N_HVG, N_PCS, SEED = 2000, 50, 0
-
-
-def _released(name: str, release: str, registry: str) -> ad.AnnData:
-    from heldout.pull import pull
-
-    adata = ad.read_h5ad(pull(f"{name}@{release}", registry=registry).path)
-    split = pd.read_parquet(pull(f"{name}@{release}", registry=registry, artifact="split_assignment").path)
-    adata.obs["split"] = split.set_index("observation_joinid")["split"].reindex(adata.obs_names).to_numpy()
-    return adata
 
 
 def _lognorm(x: sp.spmatrix) -> sp.csr_matrix:
@@ -71,7 +64,7 @@ def train(registry: str, release: str, out: Path) -> dict:
     import scanpy as sc
 
     out.mkdir(parents=True, exist_ok=True)
-    pre = ad.concat([_released(n, release, registry) for n in PRETRAINING], join="inner", merge="same")
+    pre = ad.concat([with_split(f"{n}@{release}", registry) for n in PRETRAINING], join="inner", merge="same")
     _training_file(pre, out / "pretraining.h5ad")
     work = ad.AnnData(X=_lognorm(pre.X), var=pd.DataFrame(index=pre.var_names))
     sc.pp.highly_variable_genes(work, n_top_genes=N_HVG, flavor="seurat")
@@ -83,7 +76,7 @@ def train(registry: str, release: str, out: Path) -> dict:
     components = pca[1]
     np.savez(out / "encoder.npz", genes=np.asarray(genes, dtype=str), mean=mean, std=std, components=components)
 
-    task = _released(TASK_DATASET, release, registry)
+    task = with_split(f"{TASK_DATASET}@{release}", registry)
     task = task[np.isin(task.obs["split"].to_numpy(), TASK_SPLITS)].copy()
     _training_file(task, out / "task_training.h5ad")
     labelled = ad.AnnData(X=_lognorm(task.X), obs=task.obs[["cell_type"]].copy(), var=pd.DataFrame(index=task.var_names))

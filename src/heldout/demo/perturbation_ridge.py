@@ -31,19 +31,11 @@ import pandas as pd
 import scipy.sparse as sp
 
 from heldout.cards.perturbation import CONTROL
+from heldout.demo.released import with_split
 from heldout.evaluation.perturbation.predictions import to_log1p
 
 TRAIN_SPLITS = ("train", "validation")
 ALPHA = 1.0
-
-
-def _released(ref: str, registry: str) -> ad.AnnData:
-    from heldout.pull import pull
-
-    adata = ad.read_h5ad(pull(ref, registry=registry).path)
-    split = pd.read_parquet(pull(ref, registry=registry, artifact="split_assignment").path)
-    adata.obs["split"] = split.set_index("observation_joinid")["split"].reindex(adata.obs_names).to_numpy()
-    return adata
 
 
 def _mean(x: sp.csr_matrix) -> np.ndarray:
@@ -54,7 +46,7 @@ def train(registry: str, release: str, dataset: str, out: Path) -> dict:
     from sklearn.linear_model import Ridge
 
     out.mkdir(parents=True, exist_ok=True)
-    adata = _released(f"{dataset}@{release}", registry)
+    adata = with_split(f"{dataset}@{release}", registry)
     cells = adata[np.isin(adata.obs["split"].to_numpy(), TRAIN_SPLITS)].copy()
     keep = ["dataset_id", "donor_id", "perturbation", "cell_line", "split"]
     ad.AnnData(X=sp.csr_matrix(cells.X, dtype=np.float32), obs=cells.obs[keep].copy(),
@@ -86,7 +78,7 @@ def predict(model_dir: Path, registry: str, ref: str, out: Path) -> dict:
     """Predicted cells (log1p CP10k) for every held-out condition of ``ref``'s split, per test cell line."""
     fit = np.load(model_dir / "model.npz")
     genes = list(fit["genes"])
-    adata = _released(ref, registry)
+    adata = with_split(ref, registry)
     if list(adata.var_names.astype(str)) != list(fit["var_names"]):
         raise SystemExit(f"{ref}'s genes differ from the ones the model was trained on.")
     x = to_log1p(adata.X, "counts")

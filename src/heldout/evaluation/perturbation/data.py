@@ -40,9 +40,6 @@ class PerturbationData:
     def expected(self) -> list[str]:
         return sorted({k for members in self.subgroups.values() for k in members})
 
-    def key(self, line: str, condition: str) -> str:
-        return condition if len(self.lines) == 1 else f"{line}/{condition}"
-
 
 def _design_columns(data: EvalDataset) -> pd.DataFrame:
     obs = data.adata.obs

@@ -95,16 +95,19 @@ def aggregate(rows: pd.DataFrame, subgroups: dict[str, list[str]], engine: Engin
 
     out: dict[str, dict[str, float]] = {}
     groups = {ALL: sorted({c for members in subgroups.values() for c in members}), **subgroups}
+    outputs = {run: metric_output_names(engine.config(preset))
+               for run, preset in (("raw", RAW_PRESET), ("score", SCORE_PRESET))}
     for group, members in groups.items():
         values: dict[str, float] = {}
-        for run, preset in (("raw", RAW_PRESET), ("score", SCORE_PRESET)):
+        for run, emitted in outputs.items():
             part = rows[(rows["run"] == run) & rows["perturbation"].isin(members)]
             if part.empty:
                 continue
             frame = pl.from_pandas(part[["perturbation", "metric", "value"]])
-            names = [n for n in metric_output_names(engine.config(preset)) if n in set(part["metric"])]
+            present = set(part["metric"])
+            names = [n for n in emitted if n in present]
             values |= _aggregate(frame, names)
-            derived = [n for n in metric_output_names(engine.config(preset)) if n in DERIVED]
+            derived = [n for n in emitted if n in DERIVED]
             if derived:
                 try:  # a ratio of sums is undefined where the reference's summed effect is not positive
                     values |= _aggregate(frame, names + derived)

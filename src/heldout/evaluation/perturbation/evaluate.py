@@ -63,21 +63,22 @@ def score_entries(entries: list[Entry], data: PerturbationData, engine: Engine, 
 
     parts: dict[tuple[str, int | None], list[pd.DataFrame]] = {}
     bar = _Progress(len(jobs), progress)
+
+    def record(e: Entry, result: tuple[pd.DataFrame, float]) -> None:
+        rows, seconds = result
+        parts.setdefault((e.name, e.seed), []).append(rows)
+        _add(timings, e.name, seconds)
+        bar.advance(e.name)
+
     if workers == 1:
         for e, line in jobs:
-            rows, seconds = _score_job(*args(e, line))
-            parts.setdefault((e.name, e.seed), []).append(rows)
-            _add(timings, e.name, seconds)
-            bar.advance(e.name)
+            record(e, _score_job(*args(e, line)))
     else:
         # spawned, not forked: a fork taken while polars', numba's or BLAS's threads hold a lock deadlocks
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [(e, pool.submit(_score_job, *args(e, line))) for e, line in jobs]
             for e, future in futures:
-                rows, seconds = future.result()
-                parts.setdefault((e.name, e.seed), []).append(rows)
-                _add(timings, e.name, seconds)
-                bar.advance(e.name)
+                record(e, future.result())
     bar.close()
     return {key: pd.concat(frames, ignore_index=True) for key, frames in parts.items()}
 
@@ -114,8 +115,10 @@ def entries_for(data: PerturbationData, model: str, model_preds: dict, task: Tas
     entries = [Entry(model, "model", model_preds), baselines.control_entry(data, fit),
                baselines.mean_entry(data, fit), baselines.additive_entry(data, fit)]
     linear = baselines.linear_entry(data, fit, data.symbols)
-    notes = [linear] if isinstance(linear, str) else []
-    if not isinstance(linear, str):
+    notes = []
+    if isinstance(linear, str):  # not applicable, and why
+        notes.append(linear)
+    else:
         entries.append(linear)
     entries += baselines.replicate_entries(data, list(task.seeds))
     return entries, notes + [n for e in entries for n in e.notes]
