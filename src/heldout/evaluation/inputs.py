@@ -45,8 +45,13 @@ class EvalDataset:
         return self.audit_data.organism
 
 
-def load_eval_dataset(ref: str, *, registry: str | Path | None = None, project: Project | None = None) -> EvalDataset:
-    """``NAME@VERSION`` from a release (pulled, verified) or ``NAME@curated`` from this project."""
+def load_eval_dataset(ref: str, *, registry: str | Path | None = None, project: Project | None = None,
+                      backed: bool = False) -> EvalDataset:
+    """``NAME@VERSION`` from a release (pulled, verified) or ``NAME@curated`` from this project.
+
+    ``backed``: the counts stay on disk (``backed="r"``) until something reads them; tasks scored on
+    embeddings read them once, for the simple baseline.
+    """
     name, version = parse_ref(ref)
     retracted, retraction, orthologs = False, None, {}
     if version == CURATED:
@@ -57,13 +62,13 @@ def load_eval_dataset(ref: str, *, registry: str | Path | None = None, project: 
             if not path.exists():
                 msg = f"{name}@{CURATED}: {path} is missing."
                 raise EvaluationError(msg, hint=f"Run `heldout {command} {name}` first.")
-        adata = ad.read_h5ad(paths.h5ad)
+        adata = ad.read_h5ad(paths.h5ad, backed="r" if backed else None)
         audit_data = eval_from_curated(project, name)
         orthologs = {p.suffixes[-2].lstrip("."): p for p in paths.h5ad.parent.glob(f"{name}.*.h5ad")}
     else:
         pulled = pull(ref, registry=registry)
         version, retracted = pulled.version, pulled.retracted
-        adata = ad.read_h5ad(pulled.path)
+        adata = ad.read_h5ad(pulled.path, backed="r" if backed else None)
         split_path = pull(ref, registry=registry, artifact="split_assignment").path
         [audit_data] = eval_from_release(version, registry=registry, datasets=[name])
         index = read_index(registry)
@@ -85,9 +90,9 @@ def load_eval_dataset(ref: str, *, registry: str | Path | None = None, project: 
 
 
 def load_task_datasets(task_card, refs: list[str], *, registry: str | Path | None,  # noqa: ANN001 - TaskCard
-                       project: Project) -> list[EvalDataset]:
+                       project: Project, backed: bool = False) -> list[EvalDataset]:
     """Every dataset a task names (NAME@VERSION each), in the task card's order; refuse any other set."""
-    loaded = [load_eval_dataset(ref, registry=registry, project=project) for ref in refs]
+    loaded = [load_eval_dataset(ref, registry=registry, project=project, backed=backed) for ref in refs]
     if sorted(d.name for d in loaded) != sorted(task_card.dataset_names):
         msg = (f"Task {task_card.name!r} is defined on {', '.join(task_card.dataset_names)}, "
                f"not {', '.join(d.name for d in loaded)}.")

@@ -103,7 +103,7 @@ def _simple(task: TaskCard, data: list[EvalDataset]) -> np.ndarray:
     parts = []
     for d in data:
         if d.organism == target:
-            parts.append(d.adata)
+            parts.append(d.adata.to_memory() if d.adata.isbacked else d.adata)
         elif target in d.orthologs:
             parts.append(ad.read_h5ad(d.orthologs[target]))
         else:
@@ -134,7 +134,7 @@ def evaluate(*, task: str, datasets: list[str], model: str, embeddings: str | Pa
     if predictions is not None and task_card.kind is not TaskKind.annotation:
         raise UsageError(f"Predicted labels can only be scored by annotation tasks; {task!r} is {task_card.kind.value}.",
                          hint="Pass --embeddings for this task.")
-    loaded = load_task_datasets(task_card, datasets, registry=registry, project=project)
+    loaded = load_task_datasets(task_card, datasets, registry=registry, project=project, backed=True)
     gate = gate_task(task_card.name, task_card.test_splits, loaded, model=model, model_card=model_card,
                      registry=registry, project_root=project.root, project_registry=project.registry,
                      mirror_root=mirror_root, rescan=rescan)
@@ -156,7 +156,7 @@ def evaluate(*, task: str, datasets: list[str], model: str, embeddings: str | Pa
         train = data.scored & np.isin(data.split, task_card.train_splits)
         entries = [controls.Entry(name=model, role="model", labels=predicted),
                    *controls.prediction_controls(data.labels, data.group, data.labels[train], seed=task_card.seeds[0])]
-    scores = score_task(task_card, data, entries, scheduler=scheduler)
+    scores = score_task(task_card, data, entries, scheduler=scheduler, progress=progress)
     roles = {e.name: e.role for e in entries}
     summary, scaled, flags = summarise(scores, roles)
     result = EvalResult(
