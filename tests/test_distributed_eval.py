@@ -74,3 +74,63 @@ def test_bad_schedulers_are_named() -> None:
         from heldout.evaluation.distributed import run_jobs
 
         run_jobs(max, (1,), [(2,)], scheduler="tcp://127.0.0.1:9", connect_timeout="1s")
+
+
+def test_leiden_and_kbet_become_tasks_of_the_cluster_an_entry_runs_on(glioma: tuple,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside an entry scored on a cluster, Leiden's resolutions x seeds and kBET's labels are further tasks there."""
+    from distributed import LocalCluster
+
+    from heldout.evaluation import distributed, kbet, leiden
+
+    monkeypatch.setattr(leiden, "PARALLEL_MIN", 0)
+    monkeypatch.setattr(kbet, "PARALLEL_MIN", 0)
+    data, entries = glioma
+    entries = entries[:2]  # the model and the random control
+    seen = []
+    original = distributed._cluster_of_this_worker
+    monkeypatch.setattr(distributed, "_cluster_of_this_worker", lambda: seen.append(original()) or seen[-1])
+    for kind in ("clustering", "integration"):
+        task = _task(kind)
+        here = score_task(task, data, [*entries, *([] if kind == "clustering" else _unintegrated(glioma))])
+        seen.clear()
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+            there = score_task(task, data, [*entries, *([] if kind == "clustering" else _unintegrated(glioma))],
+                               scheduler=cluster.scheduler_address)
+        assert seen and all(worker is not None for worker in seen)  # every map ran on the cluster
+        assert here.values == there.values
+
+
+def _unintegrated(glioma: tuple) -> list[controls.Entry]:
+    return [e for e in glioma[1] if e.name == "unintegrated"]
+
+
+class _Recorder:
+    def __init__(self, total: int, show: bool, description: str = "") -> None:
+        self.total, self.done = total, 0.0
+        _Recorder.last = self
+
+    def advance(self, what: str, units: float = 1) -> None:
+        self.done += units
+
+    def __enter__(self) -> _Recorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("kind", ["annotation", "clustering", "integration"])
+@pytest.mark.parametrize("scheduler", [None, "synchronous"])
+def test_the_progress_bar_ends_full(glioma: tuple, kind: str, scheduler: str | None,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bar's length is entries x seeds x metrics, and scoring advances it by exactly that much."""
+    from heldout.evaluation import scoring
+
+    monkeypatch.setattr(scoring, "Progress", _Recorder)
+    data, entries = glioma
+    task = _task(kind)
+    score_task(task, data, entries, scheduler=scheduler, progress=True)
+    bar = _Recorder.last
+    assert bar.total == len(entries) * len(task.seeds) * {"annotation": 2, "clustering": 3, "integration": 11}[kind]
+    assert bar.done == pytest.approx(bar.total)

@@ -309,14 +309,18 @@ def test_forest_bootstrap_is_capped_on_large_training_sets(monkeypatch: pytest.M
 
 
 def test_leiden_is_scib_metrics_leiden() -> None:
-    """One igraph graph for every resolution and seed gives exactly scib-metrics' Leiden NMI/ARI per seed."""
+    """Resolutions x seeds as independent tasks give exactly scib-metrics' Leiden NMI/ARI per seed."""
     import scib_metrics
+
+    from heldout.evaluation import leiden
 
     rng = np.random.default_rng(2)
     x = np.concatenate([rng.normal(c, 1.0, (80, 4)) for c in (0.0, 1.5, 3.0)])
     labels = np.repeat(["a", "b", "c"], 80)
-    graph = metrics.exact_neighbors(x, 15)
-    ours = metrics._leiden(graph, labels, [0, 1, 7])
+    graph = metrics.exact_neighbors(x, 15).knn_graph_connectivities
+    done = []
+    ours = leiden.scores(graph, labels, [0, 1, 7], on_task=lambda: done.append(1))
+    assert len(done) == 3 * len(leiden.RESOLUTIONS)
     for seed, values in zip([0, 1, 7], ours, strict=True):
         reference = scib_metrics.nmi_ari_cluster_labels_leiden(metrics.exact_neighbors(x, 15), labels,
                                                               optimize_resolution=True, seed=seed)
@@ -324,5 +328,5 @@ def test_leiden_is_scib_metrics_leiden() -> None:
                           "ari": pytest.approx(float(reference["ari"]), abs=0)}
     parallel = pytest.MonkeyPatch.context()
     with parallel as patch:  # the worker-process path gives the same numbers
-        patch.setattr(metrics, "LEIDEN_PARALLEL_MIN", 0)
-        assert metrics._leiden(graph, labels, [0, 1, 7]) == ours
+        patch.setattr(leiden, "PARALLEL_MIN", 0)
+        assert leiden.scores(graph, labels, [0, 1, 7]) == ours

@@ -16,14 +16,16 @@ spectrum is solved deterministically (``top_eigen``). k-means takes the run's
 seed (scib-metrics fixes it). The three silhouette metrics (label silhouette, isolated labels,
 BRAS) are scib-metrics' definitions computed blockwise in float64 by
 :mod:`heldout.evaluation.silhouettes`, one distance pass shared by the two label silhouettes
-(equal to scib-metrics' functions to 1e-6: ``tests/test_silhouettes.py``).
+(equal to scib-metrics' functions to 1e-6: ``tests/test_silhouettes.py``). kBET's labels
+(:mod:`heldout.evaluation.kbet`) and Leiden's resolutions x seeds (:mod:`heldout.evaluation.leiden`)
+run as independent tasks, with scib-metrics' numbers.
 """
 
 from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -93,47 +95,6 @@ def exact_neighbors(x: np.ndarray, k: int):  # noqa: ANN201 - scib_metrics Neigh
     return NeighborsResults(indices=indices, distances=distances)
 
 
-LEIDEN_RESOLUTIONS = tuple(2 * x / 10 for x in range(1, 11))  # scib-metrics' optimize_resolution grid
-
-
-def _leiden(graph, labels: np.ndarray, seeds: list[int]) -> list[dict[str, float]]:  # noqa: ANN001
-    """scib-metrics' ``nmi_ari_cluster_labels_leiden(optimize_resolution=True)`` for every seed.
-
-    The same steps (igraph's RNG seeded with ``random.Random(seed)`` before each
-    clustering, modularity Leiden at each of the 10 resolutions, the NMI-best
-    resolution's NMI and ARI), but the igraph graph is built once per embedding
-    (scib-metrics builds it again for every resolution and seed: at 100k cells,
-    2.7 s of each 4 s clustering) and the seeds run in parallel processes.
-    """
-    import igraph
-    from joblib import Parallel, delayed
-
-    network = igraph.Graph.Weighted_Adjacency(graph.knn_graph_connectivities, mode="directed")
-    network.to_undirected(mode="each")  # as scib-metrics (and scanpy) do
-    _, codes = np.unique(labels, return_inverse=True)  # integer labels: the scores' own unique() is much faster
-    jobs = 1 if network.vcount() < LEIDEN_PARALLEL_MIN else -1
-    return Parallel(n_jobs=jobs)(delayed(_leiden_seed)(network, codes, seed) for seed in seeds)
-
-
-LEIDEN_PARALLEL_MIN = 20_000  # below this many cells a worker process costs more than it saves
-
-
-def _leiden_seed(network, codes: np.ndarray, seed: int) -> dict[str, float]:  # noqa: ANN001 - igraph.Graph
-    import random
-
-    import igraph
-
-    runs = []
-    for resolution in LEIDEN_RESOLUTIONS:
-        igraph.set_random_number_generator(random.Random(seed))
-        predicted = np.asarray(network.community_leiden(objective_function="modularity", weights="weight",
-                                                        resolution=resolution).membership)
-        runs.append((normalized_mutual_info_score(codes, predicted, average_method="arithmetic"),
-                     adjusted_rand_score(codes, predicted)))
-    nmi, ari = runs[int(np.argmax([nmi for nmi, _ in runs]))]
-    return {"nmi": float(nmi), "ari": float(ari)}
-
-
 def _kmeans(x: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, float]:
     k = len(np.unique(labels))
     predicted = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(x)
@@ -141,24 +102,39 @@ def _kmeans(x: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, float]:
             "ari": float(adjusted_rand_score(labels, predicted))}
 
 
-def clustering(x: np.ndarray, labels: np.ndarray, *, seeds: list[int]) -> list[dict[str, float]]:
+def clustering(x: np.ndarray, labels: np.ndarray, *, seeds: list[int], clock: Clock | None = None,
+               advance: Callable[[str, float], None] | None = None) -> list[dict[str, float]]:
     """k-means (k = number of labels) and Leiden (scib-metrics, resolution optimised over 10 values), per seed.
+
+    Leiden's resolutions x seeds are independent tasks (:mod:`heldout.evaluation.leiden`).
 
     Leiden runs on a 15-NN graph with UMAP connectivities (scanpy's and
     scib-metrics' graph), which stays connected when many cells have identical
     embeddings: a one-hot label embedding scores 1, not 0. The graph does not
     depend on the seed, so it is built once for all seeds.
     """
-    leiden = _leiden(exact_neighbors(x, 15), labels, seeds)
+    from heldout.evaluation import leiden as leiden_module
+
+    clock, advance = clock or Clock(None), advance or (lambda step, units: None)
+    with clock("neighbours"):
+        graph = exact_neighbors(x, 15).knn_graph_connectivities
+    advance("neighbours", len(seeds))
+    with clock("leiden"):
+        leiden = leiden_module.scores(graph, labels, seeds,
+                                      on_task=lambda: advance("leiden", 1 / len(leiden_module.RESOLUTIONS)))
     out = []
     for seed, ld in zip(seeds, leiden, strict=True):
-        km = _kmeans(x, labels, seed)
+        with clock("kmeans"):
+            km = _kmeans(x, labels, seed)
+        advance("kmeans", 1)
         out.append({"ari_kmeans": km["ari"], "nmi_kmeans": km["nmi"], "ari_leiden": ld["ari"], "nmi_leiden": ld["nmi"]})
     return out
 
 
 DENSE_EIGEN_SMALL = 1000  # up to this many rows the spectrum is solved densely (milliseconds, exact)
 DENSE_EIGEN_MAX = 4000  # ARPACK's last resort: a dense solve, for matrices up to this many rows
+SHIFT_INVERT_MIN = 10_000  # from this many rows the spectrum near 1 is found by shift-invert first
+SHIFT = 1.001  # just above a transition matrix's largest eigenvalue (1)
 
 
 def top_eigen(matrix, n_comps: int) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
@@ -170,6 +146,10 @@ def top_eigen(matrix, n_comps: int) -> tuple[np.ndarray, np.ndarray]:  # noqa: A
     from a fixed vector (deterministic, and it converges on those graphs), retries
     with a wider Krylov space, and solves densely as a last resort. Small matrices
     (one label's cells in a small dataset: ARPACK near k = n crawls) are solved densely.
+
+    Large matrices (``SHIFT_INVERT_MIN`` rows) go through :func:`_near_one` first: a label of
+    30k cells in 46 near-identical copies has its 100 leading eigenvalues within 1e-4 of 1, where
+    plain ARPACK took 240 s and shift-invert 70 s, with the same eigenvalues.
     """
     import scipy.linalg
     import scipy.sparse.linalg
@@ -177,6 +157,11 @@ def top_eigen(matrix, n_comps: int) -> tuple[np.ndarray, np.ndarray]:  # noqa: A
     n = matrix.shape[0]
     n_comps = min(n - 1, n_comps)
     start = np.full(n, 1.0 / np.sqrt(n))
+    found = _near_one(matrix.astype(np.float64), n_comps, start) if n >= SHIFT_INVERT_MIN else None
+    if found is not None:
+        evals, evecs = found
+        order = np.argsort(-evals, kind="stable")
+        return evals[order].astype(np.float32), evecs[:, order].astype(np.float32)
     for ncv in () if n <= DENSE_EIGEN_SMALL else (None, min(n, max(4 * n_comps + 1, 200))):
         try:
             evals, evecs = scipy.sparse.linalg.eigsh(matrix.astype(np.float64), k=n_comps, which="LM", ncv=ncv,
@@ -196,6 +181,30 @@ def top_eigen(matrix, n_comps: int) -> tuple[np.ndarray, np.ndarray]:  # noqa: A
     return evals[order].astype(np.float32), evecs[:, order].astype(np.float32)
 
 
+def _near_one(matrix, n_comps: int, start: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:  # noqa: ANN001
+    """The n_comps eigenpairs nearest 1 by shift-invert ARPACK, when they are provably the largest in magnitude.
+
+    They are if no eigenvalue is more negative than the smallest of them is positive (checked with
+    the lowest eigenvalue). Each pair must also be an eigenpair (residual) and the vectors
+    orthonormal; otherwise None, and the caller solves as before. In a cluster of nearly equal
+    eigenvalues the eigenvectors are not unique, so the diffusion embedding (and kBET, by up to
+    3e-5 per label at 100k cells) can differ from plain ARPACK's, as it does between two of
+    scib-metrics' own runs (random start vectors).
+    """
+    import scipy.sparse.linalg as linalg
+
+    try:
+        evals, evecs = linalg.eigsh(matrix, k=n_comps, sigma=SHIFT, which="LM", v0=start)
+        lowest = float(linalg.eigsh(matrix, k=1, which="SA", v0=start, return_eigenvectors=False)[0])
+    except (linalg.ArpackNoConvergence, linalg.ArpackError, RuntimeError):
+        return None
+    residual = np.linalg.norm(matrix @ evecs - evecs * evals, axis=0).max()
+    drift = np.abs(evecs.T @ evecs - np.eye(evecs.shape[1])).max()
+    if -lowest >= evals.min() or residual > 1e-6 or drift > 1e-6:
+        return None
+    return evals, evecs
+
+
 def exact_diffusion_nn(connectivities, k: int, n_comps: int = 100):  # noqa: ANN001, ANN201
     """scib-metrics' diffusion_nn with an exact kNN on the diffusion embedding (see the module doc)."""
     from scib_metrics.utils._diffusion_nn import _EPS, _compute_transitions
@@ -209,6 +218,7 @@ def exact_diffusion_nn(connectivities, k: int, n_comps: int = 100):  # noqa: ANN
 
 @contextlib.contextmanager
 def _exact_kbet_neighbours() -> Iterator[None]:
+    """scib-metrics' own kbet_per_label with heldout's diffusion step (for comparing the two: tests, benchmarks)."""
     import scib_metrics.metrics._kbet as kbet_module
 
     original = kbet_module.diffusion_nn
@@ -219,14 +229,22 @@ def _exact_kbet_neighbours() -> Iterator[None]:
         kbet_module.diffusion_nn = original
 
 
+INTEGRATION_STEPS = ("neighbours", "label_silhouettes", "isolated_labels", "silhouette_label", "clisi", "bras", "ilisi",
+                     "kbet", "graph_connectivity", "pcr_comparison")
+
+
 def integration_deterministic(x: np.ndarray, x_pre: np.ndarray, labels: np.ndarray, batches: np.ndarray,
-                              timings: dict[str, float] | None = None) -> dict[str, float]:
-    """Every scIB metric that does not depend on a seed (all but k-means); seconds per step into ``timings``."""
+                              timings: dict[str, float] | None = None,
+                              on_step: Callable[[str], None] | None = None) -> dict[str, float]:
+    """Every scIB metric that does not depend on a seed (all but k-means).
+
+    Seconds per step (:data:`INTEGRATION_STEPS`) go into ``timings``; ``on_step`` is told each step's end.
+    """
     import scib_metrics
 
-    from heldout.evaluation import silhouettes
+    from heldout.evaluation import kbet, silhouettes
 
-    clock = Clock(timings)
+    clock = Clock(timings, on_step)
     with clock("neighbours"):
         neighbours = exact_neighbors(x, max(NEIGHBOURS))
         sub = {n: neighbours.subset_neighbors(min(n, neighbours.n_neighbors)) for n in NEIGHBOURS}
@@ -238,12 +256,12 @@ def integration_deterministic(x: np.ndarray, x_pre: np.ndarray, labels: np.ndarr
         "clisi": lambda: scib_metrics.clisi_knn(sub[90], labels),
         "bras": lambda: silhouettes.bras(x, labels, batches),
         "ilisi": lambda: scib_metrics.ilisi_knn(sub[90], batches),
-        "kbet": lambda: scib_metrics.kbet_per_label(sub[50], batches, labels),
+        "kbet": lambda: kbet.kbet_per_label(sub[50].knn_graph_connectivities, batches, labels),
         "graph_connectivity": lambda: scib_metrics.graph_connectivity(sub[15], labels),
         "pcr_comparison": lambda: scib_metrics.pcr_comparison(x_pre, x, batches, categorical=True),
     }
     values = {}
-    with warnings.catch_warnings(), _exact_kbet_neighbours():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for name, step in steps.items():
             with clock(name):
@@ -252,10 +270,11 @@ def integration_deterministic(x: np.ndarray, x_pre: np.ndarray, labels: np.ndarr
 
 
 class Clock:
-    """Seconds per named step, added into a dict (or nothing, when none is given)."""
+    """Seconds per named step, added into a dict (or nothing, when none is given); ``on_step`` hears each end."""
 
-    def __init__(self, into: dict[str, float] | None) -> None:
+    def __init__(self, into: dict[str, float] | None, on_step: Callable[[str], None] | None = None) -> None:
         self.into = into
+        self.on_step = on_step
 
     @contextlib.contextmanager
     def __call__(self, name: str) -> Iterator[None]:
@@ -267,6 +286,8 @@ class Clock:
         finally:
             if self.into is not None:
                 self.into[name] = self.into.get(name, 0.0) + time.perf_counter() - start
+        if self.on_step is not None:
+            self.on_step(name)
 
 
 def integration_seeded(x: np.ndarray, labels: np.ndarray, seeds: list[int]) -> list[dict[str, float]]:

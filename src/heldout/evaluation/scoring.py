@@ -20,6 +20,7 @@ import numpy as np
 from heldout.errors import EvaluationError
 from heldout.evaluation import metrics
 from heldout.evaluation.controls import Entry
+from heldout.evaluation.progress import SILENT, Progress
 from heldout.evaluation.tasks import TaskCard, TaskKind
 
 SPECIES = {"homo_sapiens": "human", "mus_musculus": "mouse"}
@@ -43,6 +44,7 @@ class Scores:
     per_class: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # entry -> classifier -> label
     only: str | None = None  # score this entry alone (the others are context: integration's unintegrated)
     timings: dict[str, dict[str, float]] = field(default_factory=dict)  # entry -> step -> seconds (all seeds)
+    progress: Progress = field(default=SILENT, repr=False, compare=False)
 
     def add(self, entry: str, metric: str, value: float) -> None:
         self.values.setdefault(entry, {}).setdefault(metric, []).append(float(value))
@@ -56,8 +58,24 @@ class Scores:
         self.per_class.update(other.per_class)
         self.timings.update(other.timings)
 
-    def clock(self, entry: str) -> metrics.Clock:
-        return metrics.Clock(self.timings.setdefault(entry, {}))
+    def clock(self, entry: str, *, per_step: int = 0) -> metrics.Clock:
+        """Times ``entry``'s steps; with ``per_step``, each step's end advances the progress bar that much."""
+        on_step = (lambda step: self.advance(entry, step, per_step)) if per_step else None
+        return metrics.Clock(self.timings.setdefault(entry, {}), on_step)
+
+    def advance(self, entry: str, step: str, units: float = 1) -> None:
+        self.progress.advance(f"{entry}: {step}", units)
+
+
+def units(task: TaskCard, data: TaskData, entries: list[Entry]) -> float:
+    """The progress bar's length: entries x seeds x metrics (a seed-independent metric counts once per seed)."""
+    seeds = len(task.seeds)
+    if task.kind is TaskKind.clustering:
+        return len(entries) * seeds * 3  # neighbours, Leiden, k-means
+    if task.kind is TaskKind.integration:
+        return len(entries) * seeds * (len(metrics.INTEGRATION_STEPS) + 1)  # and k-means
+    pairs = len(set(data.group.tolist())) ** 2 if task.kind is TaskKind.label_transfer else 1
+    return pairs * seeds * sum(1 if e.labels is not None else len(task.classifiers) for e in entries)
 
 
 def _split_masks(task: TaskCard, data: TaskData) -> tuple[np.ndarray, np.ndarray]:
@@ -86,6 +104,7 @@ def _classify(task: TaskCard, labels: np.ndarray, train: np.ndarray, test: np.nd
                 for m, v in values.items():
                     scores.add(entry.name, f"{prefix}predicted_{m}", v)
                 runs.setdefault("predicted", []).append(per_class)
+                scores.advance(entry.name, f"{prefix}predicted")
                 continue
             x = entry.embedding
             for clf in task.classifiers:
@@ -98,6 +117,7 @@ def _classify(task: TaskCard, labels: np.ndarray, train: np.ndarray, test: np.nd
                 for m, v in values.items():
                     scores.add(entry.name, f"{prefix}{clf}_{m}", v)
                 runs.setdefault(f"{prefix}{clf}", []).append(per_class)
+                scores.advance(entry.name, f"{prefix}{clf}")
         scores.per_class.setdefault(entry.name, {}).update(
             {clf: metrics.per_class_mean(r) for clf, r in runs.items()})
 
@@ -120,8 +140,8 @@ def _clustering(task: TaskCard, data: TaskData, entries: list[Entry], scores: Sc
     _, test = _split_masks(task, data)
     labels = data.labels[test]
     for entry in scores.scoring(entries):
-        with scores.clock(entry.name)("clustering"):
-            runs = metrics.clustering(entry.embedding[test], labels, seeds=scores.seeds)
+        runs = metrics.clustering(entry.embedding[test], labels, seeds=scores.seeds, clock=scores.clock(entry.name),
+                                  advance=lambda step, units, name=entry.name: scores.advance(name, step, units))
         for values in runs:
             for m, v in values.items():
                 scores.add(entry.name, m, v)
@@ -136,9 +156,9 @@ def _integration(task: TaskCard, data: TaskData, entries: list[Entry], scores: S
     pre = next(e for e in entries if e.name == "unintegrated").embedding[test]
     for entry in scores.scoring(entries):
         x = entry.embedding[test]
-        fixed = metrics.integration_deterministic(x, pre, labels, batches,
-                                                  timings=scores.timings.setdefault(entry.name, {}))
-        with scores.clock(entry.name)("kmeans"):
+        clock = scores.clock(entry.name, per_step=len(scores.seeds))
+        fixed = metrics.integration_deterministic(x, pre, labels, batches, timings=clock.into, on_step=clock.on_step)
+        with scores.clock(entry.name, per_step=len(scores.seeds))("kmeans"):
             seeded_runs = metrics.integration_seeded(x, labels, scores.seeds)
         for seeded in seeded_runs:
             values = {**fixed, **seeded}
@@ -158,21 +178,27 @@ def score_entry(task: TaskCard, data: TaskData, entries: list[Entry], name: str)
     return scores
 
 
-def score_task(task: TaskCard, data: TaskData, entries: list[Entry], *, scheduler: str | None = None) -> Scores:
+def score_task(task: TaskCard, data: TaskData, entries: list[Entry], *, scheduler: str | None = None,
+               progress: bool = False) -> Scores:
     """Score every entry in this process, or each entry as a Dask task on ``scheduler``.
 
     ``scheduler``: ``synchronous``, ``threads``, ``processes`` or a ``dask.distributed`` scheduler
     address (see :mod:`heldout.evaluation.distributed`); results are identical either way.
+    ``progress`` shows a bar over entries x seeds x metrics (on Dask, advanced as entries finish).
     """
-    scores = Scores(seeds=list(task.seeds))
-    if scheduler is None:
-        RUNNERS[task.kind](task, data, entries, scores)
-        return scores
-    from heldout.evaluation.distributed import run_jobs
+    total = units(task, data, entries)
+    with Progress(int(round(total)), progress, f"scoring {task.name}") as bar:
+        scores = Scores(seeds=list(task.seeds), progress=bar)
+        if scheduler is None:
+            RUNNERS[task.kind](task, data, entries, scores)
+            return scores
+        from heldout.evaluation.distributed import run_jobs
 
-    for part in run_jobs(score_entry, (task, data, entries), [(e.name,) for e in entries], scheduler=scheduler):
-        scores.merge(part)
-    return scores
+        per_entry = total / len(entries)
+        for part in run_jobs(score_entry, (task, data, entries), [(e.name,) for e in entries], scheduler=scheduler,
+                             on_done=lambda i: bar.advance(f"{entries[i].name}: scored", per_entry)):
+            scores.merge(part)
+        return scores
 
 
 def summarise(scores: Scores, roles: dict[str, str]) -> tuple[dict, dict, list[str]]:

@@ -32,6 +32,7 @@ from heldout.evaluation.perturbation.data import PerturbationData, perturbation_
 from heldout.evaluation.perturbation.engine import ALL, SCORE, Engine, Scaled, aggregate, per_perturbation, \
     replicate_scale
 from heldout.evaluation.perturbation.predictions import read_predictions
+from heldout.evaluation.progress import Progress
 from heldout.evaluation.tasks import TaskCard, TaskKind, load_task_card
 from heldout.project import Project, find_project
 
@@ -62,7 +63,7 @@ def score_entries(entries: list[Entry], data: PerturbationData, engine: Engine, 
         return (e.preds[line], (e.reals or data.real)[line], engine, line, multi)
 
     parts: dict[tuple[str, int | None], list[pd.DataFrame]] = {}
-    bar = _Progress(len(jobs), progress)
+    bar = Progress(len(jobs), progress, "scoring entries with cell-eval2")
 
     def record(e: Entry, result: tuple[pd.DataFrame, float]) -> None:
         rows, seconds = result
@@ -86,27 +87,6 @@ def score_entries(entries: list[Entry], data: PerturbationData, engine: Engine, 
 def _add(timings: dict[str, dict[str, float]], entry: str, seconds: float) -> None:
     steps = timings.setdefault(entry, {})
     steps["cell-eval2"] = round(steps.get("cell-eval2", 0.0) + seconds, 3)
-
-
-class _Progress:
-    """A rich progress bar over scoring jobs (silent when not asked for)."""
-
-    def __init__(self, total: int, show: bool) -> None:
-        self.bar = None
-        if show:
-            from rich.progress import Progress
-
-            self.bar = Progress(transient=True)
-            self.bar.start()
-            self.task = self.bar.add_task("scoring entries with cell-eval2", total=total)
-
-    def advance(self, what: str) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, advance=1, description=f"scored {what}")
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 def entries_for(data: PerturbationData, model: str, model_preds: dict, task: TaskCard) -> tuple[list[Entry], list[str]]:
