@@ -75,6 +75,27 @@ def project(root, mirror, cards: dict[str, dict] | None = None, tasks: dict[str,
     return proj, names
 
 
+def baron_100k(replicates: int = 46, seeds: list[int] | None = None):  # noqa: ANN201 - (Project, task names)
+    """The project of the 100k run: N SYNTHETIC copies of Baron human, with annotation, clustering and integration."""
+    from heldout.mirror.build import build_mirror
+
+    big_mirror = WORK / f"mirror-baron2016-pancreas-human-x{replicates}"
+    if not (big_mirror / "release.json").exists():
+        build_mirror(big_mirror, replicate=replicates, write_h5ads=False, sources=["baron2016-pancreas-human"])
+    card = yaml.safe_load((REPO / "registry" / "datasets" / "baron-pancreas-human.yaml").read_text())
+    card["name"] = "baron-100k"
+    card["split"]["stratify_by"] = None
+    base = {"schema_version": 1, "description": "benchmark", "dataset": "baron-100k", "label": "cell_type",
+            **({"seeds": seeds} if seeds else {})}
+    tasks_100k = {"baron-100k-annotation": {**base, "name": "baron-100k-annotation", "kind": "annotation"},
+                  "baron-100k-clustering": {**base, "name": "baron-100k-clustering", "kind": "clustering",
+                                            "test_splits": ["all"]},
+                  "baron-100k-integration": {**base, "name": "baron-100k-integration", "kind": "integration",
+                                             "batch": "donor_id", "test_splits": ["all"]}}
+    return project(WORK / f"project-evaluate-{'100k' if replicates == 46 else f'x{replicates}'}", big_mirror,
+                   {"baron-100k": card}, tasks_100k)
+
+
 def main() -> None:
     from heldout.mirror.build import build_mirror
 
@@ -93,19 +114,7 @@ def main() -> None:
         print(json.dumps(run_step(STEP.format(root=str(proj.root), task=task))), flush=True)
     if args.skip_large:
         return
-    big_mirror = WORK / f"mirror-baron2016-pancreas-human-x{args.replicates}"
-    if not (big_mirror / "release.json").exists():
-        build_mirror(big_mirror, replicate=args.replicates, write_h5ads=False, sources=["baron2016-pancreas-human"])
-    card = yaml.safe_load((REPO / "registry" / "datasets" / "baron-pancreas-human.yaml").read_text())
-    card["name"] = "baron-100k"
-    card["split"]["stratify_by"] = None
-    base = {"schema_version": 1, "description": "benchmark", "dataset": "baron-100k", "label": "cell_type"}
-    tasks_100k = {"baron-100k-annotation": {**base, "name": "baron-100k-annotation", "kind": "annotation"},
-                  "baron-100k-clustering": {**base, "name": "baron-100k-clustering", "kind": "clustering",
-                                            "test_splits": ["all"]},
-                  "baron-100k-integration": {**base, "name": "baron-100k-integration", "kind": "integration",
-                                             "batch": "donor_id", "test_splits": ["all"]}}
-    big, names = project(WORK / "project-evaluate-100k", big_mirror, {"baron-100k": card}, tasks_100k)
+    big, names = baron_100k(args.replicates)
     for task in filter(wanted, names):
         print(json.dumps(run_step(STEP.format(root=str(big.root), task=task))), flush=True)
 
