@@ -25,7 +25,7 @@ def _scanpy(adata: ad.AnnData, seed: int = 0, n_top_genes: int = 2000) -> np.nda
     return np.asarray(work.obsm["X_pca"], dtype=np.float64)
 
 
-@pytest.mark.parametrize("name", ["baron-pancreas-human", "pbmc-blood", "mouse-brain-10k", "norman-2019"])
+@pytest.mark.parametrize("name", ["baron-pancreas-human", "norman-2019"])
 def test_equal_to_scanpy_on_real_cells_in_memory_and_backed(name: str, curated: Project,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     path = curated.root / "data" / "curated" / f"{name}.h5ad"
@@ -40,7 +40,7 @@ def test_equal_to_scanpy_on_real_cells_in_memory_and_backed(name: str, curated: 
     backed.file.close()
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), cells=st.integers(30, 120), genes=st.integers(60, 200),
        chunk=st.integers(1, 500), explicit_zeros=st.booleans(), top=st.integers(10, 80))
 def test_equal_to_scanpy_on_random_counts(seed: int, cells: int, genes: int, chunk: int, explicit_zeros: bool,
