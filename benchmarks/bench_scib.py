@@ -102,7 +102,10 @@ with metrics._exact_kbet_neighbours():
     bm.prepare(neighbor_computer=metrics.exact_neighbors)
     bm.benchmark()
 seconds = time.perf_counter() - t
-table = bm.get_results(min_max_scale=False, clean_names=False)
+if {task!r} == "integration":  # with the aggregates
+    table = bm.get_results(min_max_scale=False, clean_names=False)
+else:  # get_results needs batch metrics; the raw table (metric x embedding) has the values
+    table = bm._results.drop(columns=["Metric Type"]).T
 values = {{name: {{str(k): float(v) for k, v in table.loc[name].items() if k != "Metric Type"}} for name in names}}
 RESULT = {{"seconds": round(seconds, 1), "values": values}}
 """
