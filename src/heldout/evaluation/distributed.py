@@ -8,13 +8,14 @@ Schedulers: ``synchronous`` (in this thread, for debugging), ``threads``, ``proc
 process pool), or the address of a running ``dask.distributed`` scheduler (``tcp://host:8786``):
 point ``heldout evaluate --scheduler`` at a cluster that has heldout installed on its workers.
 
-Within a job, finer independent work (Leiden's resolutions x seeds) goes through :func:`map_tasks`:
-more tasks on the same cluster when the job runs on a Dask worker, else worker processes here.
+Within a job, finer independent work (kBET's labels, Leiden's resolutions x seeds) goes through
+:func:`map_tasks`: more tasks on the same cluster when the job runs on a Dask worker, else worker
+processes here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from heldout.errors import UsageError
 
@@ -78,34 +79,29 @@ def map_tasks(fn: Callable, shared: tuple, per_task: Sequence[tuple], *, paralle
     arrays rather than copying them), or this process when ``parallel`` is false.
     ``on_done`` is called as each task finishes (for a progress bar).
     """
-    client = _cluster_of_this_worker()
-    if client is not None:
+    results = []
+    for result in _task_results(fn, shared, per_task, parallel=parallel):
+        results.append(result)
+        if on_done:
+            on_done()
+    return results
+
+
+def _task_results(fn: Callable, shared: tuple, per_task: Sequence[tuple], *, parallel: bool) -> Iterator:
+    """The results of :func:`map_tasks`' tasks, in order, as they come."""
+    if _cluster_of_this_worker() is not None:
         from distributed import worker_client
 
         with worker_client() as client:
             common = client.scatter(list(shared), broadcast=True)
             futures = [client.submit(_call, fn, common, *args, pure=False) for args in per_task]
-            results = []
-            for future in futures:
-                results.append(future.result())
-                if on_done:
-                    on_done()
-            return results
-    if not parallel:
-        results = []
-        for args in per_task:
-            results.append(fn(*shared, *args))
-            if on_done:
-                on_done()
-        return results
-    from joblib import Parallel, delayed
+            yield from (future.result() for future in futures)
+    elif parallel:
+        from joblib import Parallel, delayed
 
-    results = []
-    for result in Parallel(n_jobs=-1, return_as="generator")(delayed(fn)(*shared, *args) for args in per_task):
-        results.append(result)
-        if on_done:
-            on_done()
-    return results
+        yield from Parallel(n_jobs=-1, return_as="generator")(delayed(fn)(*shared, *args) for args in per_task)
+    else:
+        yield from (fn(*shared, *args) for args in per_task)
 
 
 def _cluster_of_this_worker() -> object | None:

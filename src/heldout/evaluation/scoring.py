@@ -158,7 +158,7 @@ def _integration(task: TaskCard, data: TaskData, entries: list[Entry], scores: S
         x = entry.embedding[test]
         clock = scores.clock(entry.name, per_step=len(scores.seeds))
         fixed = metrics.integration_deterministic(x, pre, labels, batches, timings=clock.into, on_step=clock.on_step)
-        with scores.clock(entry.name, per_step=len(scores.seeds))("kmeans"):
+        with clock("kmeans"):
             seeded_runs = metrics.integration_seeded(x, labels, scores.seeds)
         for seeded in seeded_runs:
             values = {**fixed, **seeded}

@@ -11,9 +11,9 @@ subgroup, and flags a model below the mean baseline.
 from __future__ import annotations
 
 import datetime as dt
-import time
 import multiprocessing
 import os
+import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -63,24 +63,23 @@ def score_entries(entries: list[Entry], data: PerturbationData, engine: Engine, 
         return (e.preds[line], (e.reals or data.real)[line], engine, line, multi)
 
     parts: dict[tuple[str, int | None], list[pd.DataFrame]] = {}
-    bar = Progress(len(jobs), progress, "scoring entries with cell-eval2")
+    with Progress(len(jobs), progress, "scoring entries with cell-eval2") as bar:
 
-    def record(e: Entry, result: tuple[pd.DataFrame, float]) -> None:
-        rows, seconds = result
-        parts.setdefault((e.name, e.seed), []).append(rows)
-        _add(timings, e.name, seconds)
-        bar.advance(e.name)
+        def record(e: Entry, result: tuple[pd.DataFrame, float]) -> None:
+            rows, seconds = result
+            parts.setdefault((e.name, e.seed), []).append(rows)
+            _add(timings, e.name, seconds)
+            bar.advance(e.name)
 
-    if workers == 1:
-        for e, line in jobs:
-            record(e, _score_job(*args(e, line)))
-    else:
-        # spawned, not forked: a fork taken while polars', numba's or BLAS's threads hold a lock deadlocks
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [(e, pool.submit(_score_job, *args(e, line))) for e, line in jobs]
-            for e, future in futures:
-                record(e, future.result())
-    bar.close()
+        if workers == 1:
+            for e, line in jobs:
+                record(e, _score_job(*args(e, line)))
+        else:
+            # spawned, not forked: a fork taken while polars', numba's or BLAS's threads hold a lock deadlocks
+            with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = [(e, pool.submit(_score_job, *args(e, line))) for e, line in jobs]
+                for e, future in futures:
+                    record(e, future.result())
     return {key: pd.concat(frames, ignore_index=True) for key, frames in parts.items()}
 
 
