@@ -245,21 +245,6 @@ def test_diffusion_spectrum_is_exact_and_deterministic_on_identical_points() -> 
         assert values[0] == pytest.approx(1.0, abs=1e-4) and np.allclose(values, first, atol=1e-5)
 
 
-def test_seeded_kmeans_is_scib_metrics_kmeans() -> None:
-    """One compiled k-means for every seed gives exactly what scib-metrics' KMeans.fit gives per seed."""
-    from scib_metrics.utils import KMeans
-
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((300, 5)).astype(np.float32)
-    x[:150] += 1.2
-    labels = np.repeat(["a", "b"], 150)
-    ours = metrics.integration_seeded(x, labels, [0, 1, 2])
-    for seed, values in zip([0, 1, 2], ours, strict=True):
-        reference = KMeans(2, seed=seed).fit(x.copy())
-        assert values["kmeans_ari"] == metrics.adjusted_rand_score(labels, np.asarray(reference.labels_))
-    assert len({v["kmeans_ari"] for v in ours}) > 1  # the seed matters on overlapping clusters
-
-
 def test_kbet_with_exact_neighbours_matches_its_definition() -> None:
     """Well-mixed batches accept kBET, separated batches reject it (exact-kNN diffusion neighbours)."""
     rng = np.random.default_rng(0)

@@ -13,7 +13,7 @@ bio = mean of bio metrics, batch = mean of batch metrics, total = 0.6 bio +
 kBET's diffusion embedding (pynndescent's numba compilation costs about 100 s per
 process on this machine; benchmarks/README.md compares both), and the diffusion
 spectrum is solved deterministically (``top_eigen``). k-means takes the run's
-seed (scib-metrics fixes it). The three silhouette metrics (label silhouette, isolated labels,
+seed (scib-metrics fixes it) and leaves Lloyd's loop at its fixed point (:mod:`heldout.evaluation.kmeans`). The three silhouette metrics (label silhouette, isolated labels,
 BRAS) are scib-metrics' definitions computed blockwise in float64 by
 :mod:`heldout.evaluation.silhouettes`, one distance pass shared by the two label silhouettes
 (equal to scib-metrics' functions to 1e-6: ``tests/test_silhouettes.py``). kBET's labels
@@ -313,33 +313,6 @@ class Clock:
                 self.into[name] = self.into.get(name, 0.0) + time.perf_counter() - start
         if self.on_step is not None:
             self.on_step(name)
-
-
-def integration_seeded(x: np.ndarray, labels: np.ndarray, seeds: list[int]) -> list[dict[str, float]]:
-    """scib-metrics' k-means NMI/ARI (its jax KMeans, k-means++, n_init=1), once per seed.
-
-    ``KMeans.fit`` recompiles on every call (about 2 s here: its jitted step takes
-    the instance as a static argument and ``fit`` maps a fresh lambda), so this
-    runs the same steps as ``fit`` with one instance per embedding: its
-    tolerance, centring, key split and jitted run, compiled once for all seeds.
-    """
-    import jax
-    from scib_metrics.utils import KMeans as JaxKMeans
-    from scib_metrics.utils._kmeans import _get_dist_labels, _tolerance
-    from scib_metrics.utils._utils import validate_seed
-
-    kmeans = JaxKMeans(len(np.unique(labels)))
-    centred = np.ascontiguousarray(x, dtype=np.float32)
-    kmeans.tol = _tolerance(centred, kmeans.tol_scale)
-    centred = centred - centred.mean(axis=0)
-    out = []
-    for seed in seeds:
-        key = jax.random.split(validate_seed(seed), kmeans.n_init)[0]
-        centroids, _ = kmeans._kmeans_full_run(centred, key)
-        predicted = np.asarray(_get_dist_labels(centred, centroids)[1])
-        out.append({"kmeans_nmi": float(normalized_mutual_info_score(labels, predicted, average_method="arithmetic")),
-                    "kmeans_ari": float(adjusted_rand_score(labels, predicted))})
-    return out
 
 
 def aggregates(values: dict[str, float]) -> dict[str, float]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from heldout.errors import EvaluationError
-from heldout.evaluation import metrics
+from heldout.evaluation import kmeans, metrics
 from heldout.evaluation.controls import Entry
 from heldout.evaluation.progress import SILENT, Progress
 from heldout.evaluation.tasks import TaskCard, TaskKind
@@ -159,7 +159,7 @@ def _integration(task: TaskCard, data: TaskData, entries: list[Entry], scores: S
         clock = scores.clock(entry.name, per_step=len(scores.seeds))
         fixed = metrics.integration_deterministic(x, pre, labels, batches, timings=clock.into, on_step=clock.on_step)
         with clock("kmeans"):
-            seeded_runs = metrics.integration_seeded(x, labels, scores.seeds)
+            seeded_runs = kmeans.seeded_scores(x, labels, scores.seeds)
         for seeded in seeded_runs:
             values = {**fixed, **seeded}
             values.update(metrics.aggregates(values))
