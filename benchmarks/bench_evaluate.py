@@ -75,25 +75,25 @@ def project(root, mirror, cards: dict[str, dict] | None = None, tasks: dict[str,
     return proj, names
 
 
-def baron_100k(replicates: int = 46, seeds: list[int] | None = None):  # noqa: ANN201 - (Project, task names)
-    """The project of the 100k run: N SYNTHETIC copies of Baron human, with annotation, clustering and integration."""
+def baron_100k(replicates: int = 46, seeds: list[int] | None = None, name: str = "baron-100k"):  # noqa: ANN201
+    """(Project, task names) of the 100k run: N SYNTHETIC copies of Baron human, with annotation, clustering and
+    integration tasks (``NAME-annotation`` ...) on a dataset called ``name``."""
     from heldout.mirror.build import build_mirror
 
     big_mirror = WORK / f"mirror-baron2016-pancreas-human-x{replicates}"
     if not (big_mirror / "release.json").exists():
         build_mirror(big_mirror, replicate=replicates, write_h5ads=False, sources=["baron2016-pancreas-human"])
     card = yaml.safe_load((REPO / "registry" / "datasets" / "baron-pancreas-human.yaml").read_text())
-    card["name"] = "baron-100k"
+    card["name"] = name
     card["split"]["stratify_by"] = None
-    base = {"schema_version": 1, "description": "benchmark", "dataset": "baron-100k", "label": "cell_type",
+    base = {"schema_version": 1, "description": "benchmark", "dataset": name, "label": "cell_type",
             **({"seeds": seeds} if seeds else {})}
-    tasks_100k = {"baron-100k-annotation": {**base, "name": "baron-100k-annotation", "kind": "annotation"},
-                  "baron-100k-clustering": {**base, "name": "baron-100k-clustering", "kind": "clustering",
-                                            "test_splits": ["all"]},
-                  "baron-100k-integration": {**base, "name": "baron-100k-integration", "kind": "integration",
-                                             "batch": "donor_id", "test_splits": ["all"]}}
+    tasks = {f"{name}-annotation": {**base, "name": f"{name}-annotation", "kind": "annotation"},
+             f"{name}-clustering": {**base, "name": f"{name}-clustering", "kind": "clustering", "test_splits": ["all"]},
+             f"{name}-integration": {**base, "name": f"{name}-integration", "kind": "integration",
+                                     "batch": "donor_id", "test_splits": ["all"]}}
     return project(WORK / f"project-evaluate-{'100k' if replicates == 46 else f'x{replicates}'}", big_mirror,
-                   {"baron-100k": card}, tasks_100k)
+                   {name: card}, tasks)
 
 
 def main() -> None:
