@@ -64,7 +64,9 @@ def classify(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, class
     if classifier == "logreg":
         model = LogisticRegression(max_iter=2000, class_weight="balanced", random_state=seed)
     elif classifier == "knn":
-        model = KNeighborsClassifier(n_neighbors=min(15, len(train_x)), weights="distance")
+        # brute force, as exact_neighbors: scikit-learn's default picks a k-d tree below 16 dimensions,
+        # which scans every identical cell of a label per query (the oracle control at 1M cells: quadratic)
+        model = KNeighborsClassifier(n_neighbors=min(15, len(train_x)), weights="distance", algorithm="brute")
     else:
         bootstrap = FOREST_BOOTSTRAP_MAX if len(train_x) > FOREST_BOOTSTRAP_MAX else None
         model = RandomForestClassifier(n_estimators=FOREST_TREES, class_weight="balanced", random_state=seed,
