@@ -48,6 +48,13 @@ RESULT = {{"task": {task!r}, "kind": r.kind, "cells": int(sum(d["n_cells"] for d
 """
 
 
+def copy_declarations(root) -> None:  # noqa: ANN001
+    """This repo's registry (without releases), schemas and curation maps into a benchmark project, once."""
+    for folder in ("registry", "schemas", "curation"):
+        if not (root / folder).exists():
+            shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("releases"))
+
+
 def project(root, mirror, cards: dict[str, dict] | None = None, tasks: dict[str, dict] | None = None):  # noqa: ANN001, ANN201
     from heldout.curation import artifact_paths, curate
     from heldout.evaluation.tasks import list_task_cards, load_task_card
@@ -55,9 +62,7 @@ def project(root, mirror, cards: dict[str, dict] | None = None, tasks: dict[str,
     from heldout.project import Project
     from heldout.splits import split_dataset
 
-    for folder in ("registry", "schemas", "curation"):
-        if not (root / folder).exists():
-            shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("releases"))
+    copy_declarations(root)
     for name, data in (cards or {}).items():
         (root / "registry" / "datasets" / f"{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     for name, data in (tasks or {}).items():
@@ -75,25 +80,25 @@ def project(root, mirror, cards: dict[str, dict] | None = None, tasks: dict[str,
     return proj, names
 
 
-def baron_100k(replicates: int = 46, seeds: list[int] | None = None, name: str = "baron-100k"):  # noqa: ANN201
-    """(Project, task names) of the 100k run: N SYNTHETIC copies of Baron human, with annotation, clustering and
-    integration tasks (``NAME-annotation`` ...) on a dataset called ``name``."""
+def baron_100k(replicates: int = 46, seeds: list[int] | None = None):  # noqa: ANN201 - (Project, task names)
+    """The project of the 100k run: N SYNTHETIC copies of Baron human, with annotation, clustering and integration."""
     from heldout.mirror.build import build_mirror
 
     big_mirror = WORK / f"mirror-baron2016-pancreas-human-x{replicates}"
     if not (big_mirror / "release.json").exists():
         build_mirror(big_mirror, replicate=replicates, write_h5ads=False, sources=["baron2016-pancreas-human"])
     card = yaml.safe_load((REPO / "registry" / "datasets" / "baron-pancreas-human.yaml").read_text())
-    card["name"] = name
+    card["name"] = "baron-100k"
     card["split"]["stratify_by"] = None
-    base = {"schema_version": 1, "description": "benchmark", "dataset": name, "label": "cell_type",
+    base = {"schema_version": 1, "description": "benchmark", "dataset": "baron-100k", "label": "cell_type",
             **({"seeds": seeds} if seeds else {})}
-    tasks = {f"{name}-annotation": {**base, "name": f"{name}-annotation", "kind": "annotation"},
-             f"{name}-clustering": {**base, "name": f"{name}-clustering", "kind": "clustering", "test_splits": ["all"]},
-             f"{name}-integration": {**base, "name": f"{name}-integration", "kind": "integration",
-                                     "batch": "donor_id", "test_splits": ["all"]}}
+    tasks_100k = {"baron-100k-annotation": {**base, "name": "baron-100k-annotation", "kind": "annotation"},
+                  "baron-100k-clustering": {**base, "name": "baron-100k-clustering", "kind": "clustering",
+                                            "test_splits": ["all"]},
+                  "baron-100k-integration": {**base, "name": "baron-100k-integration", "kind": "integration",
+                                             "batch": "donor_id", "test_splits": ["all"]}}
     return project(WORK / f"project-evaluate-{'100k' if replicates == 46 else f'x{replicates}'}", big_mirror,
-                   {name: card}, tasks)
+                   {"baron-100k": card}, tasks_100k)
 
 
 def main() -> None:

@@ -34,7 +34,7 @@ import numpy as np
 import yaml
 from _measure import run_step
 from bench_curation import REPO, WORK
-from bench_evaluate import baron_100k
+from bench_evaluate import baron_100k, copy_declarations
 
 NAME = "baron-1m"
 BLOCK = 1 << 26  # values copied at a time (256 MiB of float32)
@@ -162,9 +162,7 @@ def replicate_curated(source, name: str, project, new_name: str, copies: int) ->
 def million_project(copies: int, seeds: list[int] | None) -> Path:
     """The project folder: this repo's registry, schemas and curation maps, the dataset card and its task."""
     root = WORK / f"project-million-x{copies}"
-    for folder in ("registry", "schemas", "curation"):
-        if not (root / folder).exists():
-            shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("releases"))
+    copy_declarations(root)
     card = yaml.safe_load((REPO / "registry" / "datasets" / "baron-pancreas-human.yaml").read_text())
     card.pop("identifiers", None)
     card["name"] = NAME

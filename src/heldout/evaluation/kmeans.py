@@ -9,9 +9,9 @@ input), so every later iteration repeats that state exactly and only the iterati
 :func:`run` executes scib-metrics' own steps (its k-means++ initialisation, distance and argmin,
 and centroid update, the same jax operations) and leaves the loop at the first iteration that moves no
 cell, when scib-metrics' loop would also have stopped there, or at scib-metrics' own condition,
-whichever comes first. The centroids are bitwise the ones of the full run (``tests/test_evaluation.py``
-compares them with ``KMeans.fit`` on real cells; on the 100k benchmark embeddings a model's PCA
-stops after 17-48 iterations instead of 300, 6-9x faster; benchmarks/README.md).
+whichever comes first. The centroids are bitwise the ones of the full run, and the labels ``KMeans.fit``'s
+(``tests/test_kmeans.py``, on real cells and hypothesis embeddings); on the 100k benchmark
+embeddings a model's PCA stops after 17-48 iterations instead of 300, 6-9x faster (benchmarks/README.md).
 
 ``KMeans.fit`` also recompiles on every call (about 2 s: its jitted step takes the instance as a
 static argument and ``fit`` maps a fresh lambda), so one instance serves every seed of an embedding.
