@@ -23,7 +23,7 @@ from bench_curation import REPO, WORK
 
 STEP = """
 import time, pathlib, tempfile, numpy as np, pandas as pd, anndata as ad
-from heldout.evaluation.controls import joint_simple_embedding, simple_embedding
+from heldout.evaluation.simple_baseline import joint_simple_embedding, simple_embedding
 from heldout.evaluation.run import evaluate
 from heldout.evaluation.tasks import load_task_card
 from heldout.project import Project

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from heldout.errors import UsageError
-from heldout.evaluation import controls
+from heldout.evaluation import controls, simple_baseline
 from heldout.evaluation.distributed import check_scheduler
 from heldout.evaluation.scoring import TaskData, score_task
 from heldout.evaluation.tasks import TaskCard
@@ -26,7 +26,7 @@ def glioma(curated: Project) -> tuple[TaskData, list[controls.Entry]]:
     labels = adata.obs["cell_type"].astype(str).to_numpy()
     donors = adata.obs["donor_id"].astype(str).to_numpy()
     split = np.where(np.isin(donors, np.unique(donors)[:2]), "test", "train")
-    simple = controls.simple_embedding(adata)
+    simple = simple_baseline.simple_embedding(adata)
     data = TaskData(labels=labels, split=split, group=np.full(n, "glioma"), batch=donors, scored=np.ones(n, dtype=bool))
     model = controls.Entry(name="model", role="model", embedding=simple[:, :20] + rng.normal(0, 0.5, (n, 20)))
     return data, [model, *controls.embedding_controls(labels, data.group, simple, seed=0, integration=True)]

@@ -18,7 +18,8 @@ from heldout._files import sha256_file
 from heldout.cli import cli
 from heldout.errors import EvaluationError, UsageError
 from heldout.evaluation import metrics
-from heldout.evaluation.controls import one_hot, simple_embedding
+from heldout.evaluation.controls import one_hot
+from heldout.evaluation.simple_baseline import simple_embedding
 from heldout.evaluation.inputs import load_eval_dataset
 from heldout.evaluation.report import html_report, read_records
 from heldout.evaluation.run import RESULTS_TABLE, evaluate, recheck_tiers

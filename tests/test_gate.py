@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from heldout.cards.model import load_model_card
 from heldout.cli import cli
 from heldout.errors import CardError, LeakageRefused, UsageError
-from heldout.evaluation.controls import simple_embedding
+from heldout.evaluation.simple_baseline import simple_embedding
 from heldout.evaluation.report import read_records
 from heldout.evaluation.run import RESULTS_TABLE, Recheck, recheck_tiers
 from heldout.project import Project

@@ -9,7 +9,7 @@ import pytest
 import scib_metrics
 
 from heldout.evaluation import kbet, metrics
-from heldout.evaluation.controls import simple_embedding
+from heldout.evaluation.simple_baseline import simple_embedding
 from heldout.project import Project
 
 

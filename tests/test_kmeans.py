@@ -15,7 +15,7 @@ from scib_metrics.utils._kmeans import _tolerance
 from sklearn.metrics import adjusted_rand_score
 
 from heldout.evaluation import kmeans
-from heldout.evaluation.controls import simple_embedding
+from heldout.evaluation.simple_baseline import simple_embedding
 from heldout.project import Project
 
 

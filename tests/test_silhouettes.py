@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from heldout.evaluation import silhouettes
-from heldout.evaluation.controls import simple_embedding
+from heldout.evaluation.simple_baseline import simple_embedding
 from heldout.project import Project
 
 

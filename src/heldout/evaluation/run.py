@@ -21,7 +21,7 @@ import numpy as np
 import heldout
 from heldout._files import sha256_file, write_json_atomic, write_text_atomic
 from heldout.errors import EvaluationError, UsageError
-from heldout.evaluation import controls
+from heldout.evaluation import controls, simple_baseline
 from heldout.evaluation.gate import ModelIdentity, card_digest, card_scope, combine, gate_task, no_card_tier, task_tier
 from heldout.evaluation.inputs import (CURATED, EvalDataset, align, load_task_datasets, read_embeddings,
                                        read_predictions)
@@ -96,7 +96,7 @@ def _task_data(task: TaskCard, data: list[EvalDataset]) -> TaskData:
 
 def _simple(task: TaskCard, data: list[EvalDataset]) -> np.ndarray:
     if len(data) == 1:
-        return controls.simple_embedding(data[0].adata)
+        return simple_baseline.simple_embedding(data[0].adata)
     import anndata as ad
 
     target = data[0].organism  # other species enter through the ortholog map into the first one's genes
@@ -109,7 +109,7 @@ def _simple(task: TaskCard, data: list[EvalDataset]) -> np.ndarray:
         else:
             msg = f"Task {task.name!r}: {d.name} ({d.organism}) has no ortholog map into {target} genes."
             raise EvaluationError(msg, hint=f"Add `orthologs: {{target_organism: {target}}}` to its card.")
-    return controls.joint_simple_embedding(parts)
+    return simple_baseline.joint_simple_embedding(parts)
 
 
 def evaluate(*, task: str, datasets: list[str], model: str, embeddings: str | Path | None = None,
