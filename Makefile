@@ -71,8 +71,9 @@ lint: $(HELDOUT)
 	test -f mirror/release.json || $(HELDOUT) mirror build
 	$(HELDOUT) lint --dry-run
 
+# two pytest-xdist workers: the shared registry's tests in one (tests/conftest.py), the rest spread
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 bench: $(HELDOUT)
 	cd benchmarks && for b in bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -15,7 +15,6 @@ from pathlib import Path
 os.environ.setdefault("COLUMNS", "200")  # wide rich tables in CliRunner output
 
 import pytest
-import yaml
 
 from heldout.mirror.build import DEFAULT_VERSION, build_mirror
 from heldout.project import Project
@@ -28,7 +27,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--census-live", action="store_true", help="run tests that reach the real Census on S3")
 
 
+SHARED_REGISTRY = {"walkthrough", "registry"}  # session fixtures that tests change (releases, retractions, branches)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests of the shared registry run in one pytest-xdist worker, in file order and first, so that
+    worker builds the registry (the longest fixture) while the others run the rest of the suite."""
+    on_registry = [item for item in items if SHARED_REGISTRY & set(getattr(item, "fixturenames", ()))]
+    for item in on_registry:
+        item.add_marker(pytest.mark.xdist_group("registry"))
+    chosen = set(on_registry)
+    items[:] = on_registry + [item for item in items if item not in chosen]
     if config.getoption("--census-live"):
         return
     skip = pytest.mark.skip(reason="needs the real Census (opt in with --census-live)")
