@@ -77,6 +77,7 @@ def _normalised(x, n_obs: int, expressed: np.ndarray) -> Iterator[tuple[int, sp.
     import scanpy as sc
 
     column = (np.cumsum(expressed) - 1).astype(np.int32)
+    n_expressed = int(expressed.sum())
     for start, block in _blocks(x, n_obs):
         keep = expressed[block.indices]
         if not keep.all():  # explicit zeros of unexpressed genes
@@ -84,7 +85,7 @@ def _normalised(x, n_obs: int, expressed: np.ndarray) -> Iterator[tuple[int, sp.
             indptr = np.concatenate(([0], np.cumsum(np.bincount(row[keep], minlength=block.shape[0]))))
             block = sp.csr_matrix((block.data[keep], block.indices[keep], indptr), shape=block.shape)
         block = sp.csr_matrix((block.data, column[block.indices], block.indptr),
-                              shape=(block.shape[0], int(expressed.sum())))
+                              shape=(block.shape[0], n_expressed))
         _normalize_total(block, target_sum=1e4)
         yield start, sc.pp.log1p(block)
 
